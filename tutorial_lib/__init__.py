@@ -1,0 +1,33 @@
+"""Diffusion Recommenders, Step by Step: the library behind the notebooks.
+
+One idea per module (where to look for what):
+
+    schedules   beta_t schedules, alpha_bar_t, SNR                    (notebook 01)
+    diffusion   q(x_t|x_0), q(x_{t-1}|x_t,x_0), p_theta, the ELBO,
+                StepSampler (uniform / importance sampling of t)       (notebook 02)
+    data        InteractionData, loaders, splits, fetch(), make_synthetic()
+    metrics     full-ranking Recall / NDCG / HR / MRR / Precision @K
+    train       one training loop for every model (progress, early stopping, checkpoints)
+    models/     diffrec, ldiffrec, tdiffrec, diffurec, seqdiffrec and the baselines
+    viz         plots and widgets (each widget has a static twin)
+    notebook    record results in an executed notebook, read them back in tests
+
+Sub-modules are imported lazily, so ``import tutorial_lib`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .utils import device, seed_everything
+
+__version__ = "0.1.0"
+__all__ = ["device", "seed_everything", "schedules", "diffusion", "data", "metrics",
+           "train", "models", "viz", "notebook"]
+
+_LAZY = {"schedules", "diffusion", "data", "metrics", "train", "models", "viz", "notebook"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tutorial_lib' has no attribute {name!r}")

@@ -1,0 +1,43 @@
+"""Small helpers every notebook uses: seeding and choosing a device."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and torch (CPU and every GPU) from one integer; return it."""
+    import torch
+
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return seed
+
+
+def device(name: str = "auto"):
+    """Return a ``torch.device``: ``"auto"`` picks CUDA when present, else the CPU.
+
+    Never hard-code ``"cuda"`` in a notebook: ``DEVICE = "auto"`` runs everywhere.
+    """
+    import torch
+
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICES and not str(name).startswith("cuda:"):
+        raise ValueError(f"unknown device {name!r}; choose one of {DEVICES} (or 'cuda:N')")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device 'mps' requested but MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
