@@ -1,0 +1,183 @@
+"""Gaussian diffusion: closed forms against the Markov chain and the textbook formulas."""
+import math
+
+import pytest
+import torch
+
+from tutorial_lib import schedules
+from tutorial_lib.diffusion import GaussianDiffusion, StepSampler, normal_kl
+
+
+def make(T=10, name="cosine", mean_type="x0", **kw):
+    return GaussianDiffusion(schedules.get_betas(name, T, **kw), mean_type=mean_type)
+
+
+def test_q_sample_matches_markov_chain_in_mean_and_variance():
+    torch.manual_seed(0)
+    diff = make(T=12, name="linear", beta_start=0.01, beta_end=0.2)
+    x0 = torch.tensor([[1.5, -0.5, 0.0]], dtype=torch.float64)
+    N = 40000
+    g = torch.Generator().manual_seed(1)
+    chain = diff.q_sample_chain(x0.expand(N, 3), generator=g)          # (T, N, 3)
+    for i in range(diff.T):
+        t = torch.full((N,), i, dtype=torch.long)
+        closed = diff.q_sample(x0.expand(N, 3), t, generator=g)
+        mean, var = diff.q_mean_variance(x0, t[:1])
+        se = torch.sqrt(var / N)
+        assert (chain[i].mean(0) - mean[0]).abs().max() < 5 * se.max()
+        assert (closed.mean(0) - mean[0]).abs().max() < 5 * se.max()
+        # variance: standard error of a sample variance is var * sqrt(2/N)
+        tol = 5 * var.item() * math.sqrt(2 / N)
+        assert (chain[i].var(0) - var[0]).abs().max() < tol
+        assert (closed.var(0) - var[0]).abs().max() < tol
+
+
+def test_posterior_matches_bayes_rule():
+    diff = make(T=20, name="linear", beta_start=1e-3, beta_end=0.1)
+    x0 = torch.randn(4, 6, dtype=torch.float64)
+    x_t = torch.randn(4, 6, dtype=torch.float64)
+    for i in [1, 5, 19]:
+        t = torch.full((4,), i, dtype=torch.long)
+        ab_prev = diff.alpha_bar[i - 1]
+        alpha, beta = diff.alphas[i], diff.betas[i]
+        # product of q(x_{t-1}|x_0) and q(x_t|x_{t-1}), as a Gaussian in x_{t-1}
+        precision = 1 / (1 - ab_prev) + alpha / beta
+        mean = (ab_prev.sqrt() * x0 / (1 - ab_prev) + alpha.sqrt() * x_t / beta) / precision
+        m, v, logv = diff.q_posterior_mean_variance(x0, x_t, t)
+        assert torch.allclose(m, mean, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(v, torch.full_like(v, (1 / precision).item()), rtol=1e-10)
+        assert torch.allclose(logv, v.log())
+
+
+def test_posterior_at_first_step_is_x0():
+    diff = make(T=5)
+    x0, x_t = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    m, v, _ = diff.q_posterior_mean_variance(x0, x_t, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(m, x0) and torch.all(v == 0)
+
+
+def test_kl_between_equal_variance_gaussians_is_weighted_mse():
+    m1, m2 = torch.randn(5, 7), torch.randn(5, 7)
+    logvar = torch.full((5, 1), math.log(0.3))
+    kl = normal_kl(m1, logvar, m2, logvar)
+    assert torch.allclose(kl, (m1 - m2) ** 2 / (2 * 0.3), atol=1e-6)
+
+
+def test_normal_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    m1, s1, m2, s2 = 0.3, 0.7, -0.2, 1.3
+    x = m1 + s1 * torch.randn(400000, dtype=torch.float64)
+    logp = -0.5 * ((x - m1) / s1) ** 2 - math.log(s1)
+    logq = -0.5 * ((x - m2) / s2) ** 2 - math.log(s2)
+    exact = normal_kl(torch.tensor(m1), torch.tensor(2 * math.log(s1)), torch.tensor(m2), torch.tensor(2 * math.log(s2)))
+    assert (logp - logq).mean().item() == pytest.approx(exact.item(), abs=5e-3)
+
+
+def test_denoising_kl_equals_snr_weighted_x0_mse():
+    """KL(q || p_theta) at step t = (SNR(t-1) - SNR(t)) / 2 * ||x0_hat - x0||^2: DiffRec's reweighting."""
+    diff = make(T=10, name="linear-var", noise_scale=0.1, noise_min=0.01, noise_max=0.5)
+    x0 = torch.rand(3, 8, dtype=torch.float64)
+    x0_hat = torch.rand(3, 8, dtype=torch.float64)
+    model = lambda x_t, t: x0_hat
+    for i in [1, 4, 9]:
+        t = torch.full((3,), i, dtype=torch.long)
+        x_t = diff.q_sample(x0, t)
+        mu, _, logv = diff.q_posterior_mean_variance(x0, x_t, t)
+        mu_theta = diff.p_mean_variance(model, x_t, t)["mean"]
+        kl = normal_kl(mu, logv, mu_theta, logv).sum(1)
+        w = (diff.snr(t - 1) - diff.snr(t)) / 2
+        assert torch.allclose(kl, w * ((x0_hat - x0) ** 2).sum(1), rtol=1e-6)
+
+
+def test_predict_x0_from_eps_inverts_q_sample():
+    diff = make(T=8)
+    x0, eps = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    t = torch.tensor([0, 3, 5, 7])
+    x_t = diff.q_sample(x0, t, eps)
+    assert torch.allclose(diff.predict_x0_from_eps(x_t, t, eps), x0)
+
+
+def test_training_losses_zero_for_an_oracle_and_positive_otherwise():
+    x0 = torch.rand(6, 9, dtype=torch.float64)
+    noise = torch.randn_like(x0)
+    t = torch.arange(6) % 5
+    d0 = make(T=5, mean_type="x0")
+    assert torch.all(d0.training_losses(lambda x, t: x0, x0, t, noise)["loss"] == 0)
+    assert torch.all(d0.training_losses(lambda x, t: x0 + 0.1, x0, t, noise)["loss"] > 0)
+    de = make(T=5, mean_type="eps")
+    assert torch.allclose(de.training_losses(lambda x, t: noise, x0, t, noise)["loss"], torch.zeros(6, dtype=torch.float64), atol=1e-20)
+    out = d0.training_losses(lambda x, t: x0 + 0.1, x0, t, noise, reweight=False)
+    assert torch.allclose(out["loss"], torch.full((6,), 0.01, dtype=torch.float64))
+
+
+def test_p_sample_with_oracle_recovers_x0():
+    diff = make(T=40, name="linear-var")
+    x0 = (torch.rand(3, 20) < 0.3).double()
+    out, traj = diff.p_sample(lambda x, t: x0, x0, steps=0, return_trajectory=True)
+    assert torch.allclose(out, x0)
+    assert traj.shape == (41, 3, 20)
+    noisy = diff.p_sample(lambda x, t: x0, x0, steps=10, sampling_noise=True,
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(noisy, x0)
+
+
+def test_sample_from_pure_noise_shape_and_seed():
+    diff = make(T=6)
+    model = lambda x, t: torch.zeros_like(x)
+    a = diff.sample(model, (2, 3), generator=torch.Generator().manual_seed(3))
+    b = diff.sample(model, (2, 3), generator=torch.Generator().manual_seed(3))
+    assert a.shape == (2, 3) and torch.equal(a, b)
+
+
+def test_elbo_terms_finite_and_sum():
+    diff = make(T=10)
+    x0 = torch.rand(4, 5, dtype=torch.float64)
+    oracle = diff.elbo_terms(lambda x, t: x0, x0)
+    assert torch.all(oracle["denoising_matching"] == 0)
+    bad = diff.elbo_terms(lambda x, t: torch.zeros_like(x), x0)
+    assert torch.isfinite(bad["denoising_matching"]).all() and (bad["denoising_matching"] > 0).all()
+    assert bad["reconstruction"] > oracle["reconstruction"]
+    assert bad["total"] == pytest.approx(bad["reconstruction"] + bad["prior_matching"]
+                                         + bad["denoising_matching"].sum().item(), rel=1e-9)
+    # the prior term does not depend on the model, and is ~0 only when x_T is pure noise
+    assert bad["prior_matching"] == pytest.approx(oracle["prior_matching"])
+    assert make(T=1000, name="linear").prior_matching_term(x0).max() < 1e-3
+    assert make(T=40, name="linear-var").prior_matching_term(x0).min() > 1.0
+
+
+def test_step_sampler_uniform_until_warm_then_importance():
+    s = StepSampler(T=4, method="importance", history=3)
+    assert torch.allclose(s.probabilities(), torch.full((4,), 0.25, dtype=torch.float64))
+    for _ in range(3):
+        s.update(torch.tensor([0, 1, 2, 3]), torch.tensor([1.0, 1.0, 1.0, 4.0]))
+    s.update(torch.tensor([0, 0]), torch.tensor([1.0, 1.0]))
+    assert s.warmed_up and s.count.tolist() == [3, 3, 3, 3]
+    p = s.probabilities()
+    expected = torch.tensor([1.0, 1.0, 1.0, 4.0], dtype=torch.float64) / 7 * 0.999 + 0.001 / 4
+    assert torch.allclose(p, expected)
+    t, w = s.sample(1000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(w, (p[t] * 4).float())
+    assert (t == 3).float().mean() > 0.45
+
+
+def test_step_sampler_keeps_last_losses():
+    s = StepSampler(T=2, history=2)
+    s.update(torch.tensor([0, 0, 0]), torch.tensor([1.0, 2.0, 3.0]))
+    assert s.loss_history[0].tolist() == [2.0, 3.0]
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="mean_type"):
+        make(mean_type="v")
+    diff = make(T=5)
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"steps t must lie in \[0, 4\]"):
+        diff.q_sample(x, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="shape"):
+        diff.q_sample(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="steps must lie"):
+        diff.p_sample(lambda x, t: x, x, steps=6)
+    with pytest.raises(ValueError, match="betas outside"):
+        GaussianDiffusion(torch.tensor([0.1, 1.2]))
+    with pytest.raises(ValueError, match="method"):
+        StepSampler(5, method="greedy")

@@ -1,0 +1,86 @@
+"""Noise schedules: bounds, monotone alpha_bar, the papers' published values, clear errors."""
+import math
+
+import pytest
+import torch
+
+from tutorial_lib import schedules
+
+ALL = list(schedules.SCHEDULES)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("T", [1, 2, 5, 40, 1000])
+def test_betas_valid_and_alpha_bar_monotone(name, T):
+    betas = schedules.get_betas(name, T)
+    assert betas.dtype == torch.float64 and betas.shape == (T,)
+    assert (betas > 0).all() and (betas < 1).all()
+    ab = schedules.alpha_bar(betas)
+    assert (ab > 0).all() and (ab < 1).all()
+    assert (ab[1:] < ab[:-1]).all(), "alpha_bar must strictly decrease"
+    snr = schedules.snr(betas)
+    assert (snr[1:] < snr[:-1]).all()
+
+
+def test_diffurec_truncated_linear_published_values():
+    betas = schedules.get_betas("trunc-linear", 32)
+    assert betas[0].item() == pytest.approx(0.013125, abs=1e-12)
+    assert betas[-1].item() == pytest.approx(0.635, abs=1e-12)
+    assert torch.allclose(betas[1:] - betas[:-1], torch.full((31,), (0.635 - 0.013125) / 31, dtype=torch.float64))
+
+
+def test_diffrec_linear_var_variance_is_linear():
+    betas = schedules.get_betas("linear-var", 40, noise_scale=0.005, noise_min=0.005, noise_max=0.01)
+    var = 1 - schedules.alpha_bar(betas)
+    expected = torch.linspace(0.005 * 0.005, 0.005 * 0.01, 40, dtype=torch.float64)
+    assert torch.allclose(var, expected, rtol=1e-10, atol=1e-15)
+    # DiffRec keeps x_T close to x_0: alpha_bar_T = 1 - 5e-5
+    assert schedules.alpha_bar(betas)[-1].item() == pytest.approx(1 - 5e-5)
+
+
+def test_linear_default_matches_ddpm_at_1000_steps():
+    betas = schedules.linear(1000)
+    assert betas[0].item() == pytest.approx(1e-4)
+    assert betas[-1].item() == pytest.approx(0.02)
+
+
+def test_cosine_matches_closed_form():
+    T, s = 50, 0.008
+    ab = schedules.alpha_bar(schedules.cosine(T))
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+    for t in [1, 10, 25, 40]:
+        assert ab[t - 1].item() == pytest.approx(min(f(t) / f(0), 1.0), rel=1e-9)
+
+
+def test_sqrt_matches_closed_form():
+    T = 100
+    ab = schedules.alpha_bar(schedules.sqrt(T))
+    assert ab[49].item() == pytest.approx(1 - math.sqrt(0.5 + 1e-4), rel=1e-9)
+
+
+def test_quadratic_sqrt_betas_linear():
+    b = schedules.quadratic(10, beta_start=1e-4, beta_end=0.04)
+    r = b.sqrt()
+    assert torch.allclose(r[1:] - r[:-1], torch.full((9,), (0.2 - 0.01) / 9, dtype=torch.float64))
+
+
+def test_unknown_schedule_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown schedule 'bogus'.*linear-var.*trunc-linear"):
+        schedules.get_betas("bogus", 10)
+
+
+@pytest.mark.parametrize("kw", [dict(noise_min=0.01, noise_max=0.01), dict(noise_min=0.02, noise_max=0.01)])
+def test_noise_min_must_be_below_noise_max(kw):
+    with pytest.raises(ValueError, match="noise_min < noise_max"):
+        schedules.get_betas("linear-var", 10, **kw)
+
+
+@pytest.mark.parametrize("T", [0, -3, 2.5, True])
+def test_bad_T(T):
+    with pytest.raises(ValueError, match="T must be an integer >= 1"):
+        schedules.get_betas("cosine", T)
+
+
+def test_aliases():
+    assert torch.equal(schedules.get_betas("trunc_lin", 8), schedules.get_betas("trunc-linear", 8))
+    assert torch.equal(schedules.get_betas("linear_var", 8), schedules.get_betas("linear-var", 8))
