@@ -1,0 +1,56 @@
+"""Reproduce a paper's figures: train MODEL with the paper's best settings, print one JSON line.
+
+    python benchmarks/reproduce.py diffrec --dataset ml-1m_clean --data-dir ../shared/datasets
+    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda
+
+The last line printed is one JSON object with the model, the dataset, the test metrics at the
+best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device and
+seed. The recipes (the paper's settings for each model) live in benchmarks/recipes/.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+# model name -> module in benchmarks/recipes/ that defines RECIPES[model](args) -> dict
+FAMILIES = {
+    "popularity": "diffrec", "ease": "diffrec", "multivae": "diffrec", "diffrec": "diffrec",
+    "ldiffrec": "ldiffrec", "tdiffrec": "ldiffrec", "ltdiffrec": "ldiffrec",
+    "sasrec": "sequential", "diffurec": "sequential", "seqdiffrec": "seqdiffrec",
+}
+DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "datasets"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("model", choices=sorted(FAMILIES))
+    p.add_argument("--dataset", default="ml-1m_clean",
+                   help="ml-1m_clean, amazon_beauty or synthetic")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch budget")
+    p.add_argument("--fast", action="store_true", help="a short smoke run, not the paper's settings")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    module = importlib.import_module(f"recipes.{FAMILIES[args.model]}")
+    start = time.perf_counter()
+    result = module.RECIPES[args.model](args)
+    result.setdefault("wall_seconds", round(time.perf_counter() - start, 2))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The project's set-up files agree with each other, and the library imports quickly."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda spells some packages differently from PyPI
+CONDA_NAMES = {"torch": "pytorch"}
+
+
+def _split(req: str):
+    m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*(.*)", req)
+    return m.group(1).lower(), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"]]
+    for extra in ("notebooks", "test"):
+        wanted += project["optional-dependencies"][extra]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str))
+    problems = []
+    for req in wanted:
+        name, spec = _split(req)
+        cname = CONDA_NAMES.get(name, name)
+        if cname not in conda:
+            problems.append(f"{name} is in pyproject.toml but not in environment.yml")
+        elif conda[cname] != spec:
+            problems.append(f"{name}: pyproject says {spec!r}, environment.yml says {conda[cname]!r}")
+    pypi_names = {CONDA_NAMES.get(_split(r)[0], _split(r)[0]) for r in wanted}
+    for cname in conda:
+        if cname not in pypi_names | {"python", "pip"}:
+            problems.append(f"{cname} is in environment.yml but not in pyproject.toml")
+    assert not problems, "\n".join(problems)
+
+
+def test_python_requirement_agrees():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pins = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
+    assert pins == ["python" + project["requires-python"]]
+
+
+def test_ci_installs_cpu_torch_first():
+    ci = (ROOT / ".ci" / "run").read_text()
+    lines = [line.strip() for line in ci.splitlines()]
+    install = next(i for i, line in enumerate(lines) if "pip install" in line and "torch==2.13.0" in line)
+    assert install < lines.index("make test"), "torch==2.13.0 must be installed before `make test`"
+    assert "make test" in (ROOT / "README.md").read_text()
