@@ -1,0 +1,413 @@
+"""tutorial_lib.data: loaders on the real data, splits by hand, the synthetic world, fetch()."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from tutorial_lib import data as D
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def dataset_path(name: str) -> Path:
+    """The shared dataset folder; skipped (visibly) when absent, a failure under CI."""
+    path = DATASETS / name
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must provide ../shared/datasets")
+        pytest.skip(f"real data not found at {path} (place the datasets beside the repo)")
+    return path
+
+
+# ---------------------------------------------------------------- real data
+
+@pytest.fixture(scope="module")
+def ml1m():
+    return D.load_diffrec_npy(dataset_path("ml-1m_clean"))
+
+
+@pytest.fixture(scope="module")
+def beauty():
+    return D.load_diffurec_pkl(dataset_path("amazon_beauty") / "dataset.pkl")
+
+
+def test_ml1m_clean_counts(ml1m):
+    assert (ml1m.n_users, ml1m.n_items) == (5949, 2810)
+    assert (ml1m.train.nnz, ml1m.valid.nnz, ml1m.test.nnz) == (403_277, 110_722, 57_532)
+    assert ml1m.train.dtype == np.float32 and set(np.unique(ml1m.train.data)) == {1.0}
+    assert ml1m.summary()["n_train"] == 403_277
+    assert "5,949 users x 2,810 items" in repr(ml1m)
+
+
+def test_ml1m_sequences_follow_row_order(ml1m):
+    rows = np.load(dataset_path("ml-1m_clean") / "train_list.npy", allow_pickle=False)
+    for u in (0, 1, 2500, 5948):
+        np.testing.assert_array_equal(ml1m.sequences[u], rows[rows[:, 0] == u, 1])
+    assert sum(map(len, ml1m.sequences)) == 403_277
+    np.testing.assert_array_equal(np.sort(ml1m.sequences[7]), ml1m.train[7].indices)
+
+
+def test_beauty_counts_and_shift(beauty):
+    assert (beauty.n_users, beauty.n_items) == (22_363, 12_101)
+    total = sum(map(len, beauty.sequences)) + beauty.valid.nnz + beauty.test.nnz
+    assert total == 198_502
+    assert beauty.valid.nnz == beauty.test.nnz == 22_363          # one item each (leave-one-out)
+    # user 0 is [1, 2, 3] / [4] / [5] in the pickle (1-based items)
+    np.testing.assert_array_equal(beauty.sequences[0], [0, 1, 2])
+    assert beauty.valid[0].indices.tolist() == [3] and beauty.test[0].indices.tolist() == [4]
+    assert beauty.item_map[1] == 0 and len(beauty.item_map) == 12_101
+
+
+# ---------------------------------------------------------------- pickles
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_restricted_unpickler_blocks_code(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps({"train": {0: [1]}, "val": {0: [2]}, "test": {0: _Evil(marker)}}))
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global \w+\.system"):
+        D.load_diffurec_pkl(path)
+    assert not marker.exists()
+
+
+def test_diffurec_pkl_by_hand(tmp_path):
+    raw = {"train": {0: [3, 1], 1: [2]}, "val": {0: [2], 1: [3]}, "test": {0: [4], 1: [1]},
+           "umap": {"alice": 0, "bob": 1}, "smap": {"x": 1, "y": 2, "z": 3, "w": 4, "v": 5}}
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    d = D.load_diffurec_pkl(path)
+    assert (d.n_users, d.n_items) == (2, 5)                       # smap reaches 5
+    np.testing.assert_array_equal(d.train.toarray(), [[1, 0, 1, 0, 0], [0, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(d.valid.toarray(), [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0]])
+    np.testing.assert_array_equal(d.test.toarray(), [[0, 0, 0, 1, 0], [1, 0, 0, 0, 0]])
+    assert [s.tolist() for s in d.sequences] == [[2, 0], [1]]
+    assert d.user_map == {"alice": 0, "bob": 1} and d.item_map["v"] == 4
+
+
+def test_diffurec_pkl_rejects_padding_item(tmp_path):
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps({"train": {0: [0, 1]}, "val": {0: [2]}, "test": {0: [3]}}))
+    with pytest.raises(ValueError, match="padding"):
+        D.load_diffurec_pkl(path)
+
+
+# ---------------------------------------------------------------- bad input
+
+def _save_npy(folder, train, valid=None, test=None):
+    folder.mkdir(exist_ok=True)
+    for split, rows in (("train", train), ("valid", valid), ("test", test)):
+        rows = np.array([[0, 0]]) if rows is None else rows
+        np.save(folder / f"{split}_list.npy", rows)
+    return folder
+
+
+@pytest.mark.parametrize("rows, message", [
+    (np.array([[0, 1], [-1, 2]]), "negative ids"),
+    (np.array([[0, 1, 2]]), r"\(n, 2\) array"),
+    (np.array([[0.0, np.nan]]), "NaN"),
+    (np.zeros((0, 2), dtype=np.int64), "empty"),
+])
+def test_npy_bad_input(tmp_path, rows, message):
+    with pytest.raises(ValueError, match=message):
+        D.load_diffrec_npy(_save_npy(tmp_path / "d", rows))
+
+
+def test_npy_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_list.npy"):
+        D.load_diffrec_npy(tmp_path)
+
+
+def test_interaction_data_validation():
+    a = sp.csr_matrix(np.eye(3))
+    with pytest.raises(ValueError, match="same shape"):
+        D.InteractionData(a, sp.csr_matrix((3, 4)), a)
+    with pytest.raises(ValueError, match="train is empty"):
+        D.InteractionData(sp.csr_matrix((3, 3)), a, a)
+    with pytest.raises(ValueError, match="one entry per user"):
+        D.InteractionData(a, a, a, sequences=[[0], [1]])
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        D.InteractionData(a, a, a, sequences=[[0], [1], [3]])
+    with pytest.raises(ValueError, match="differ in length"):
+        D.InteractionData(a, a, a, sequences=[[0], [1], [2]], timestamps=[[0], [1], [2, 3]])
+    with pytest.raises(ValueError, match="valid contains NaN"):
+        D.InteractionData(a, sp.csr_matrix(np.array([[np.nan, 0, 0]] * 3)), a)
+    d = D.InteractionData(sp.csr_matrix(np.array([[2.0, 0], [0, 5]])), a[:2, :2], a[:2, :2])
+    assert d.train.dtype == np.float32 and d.train.data.tolist() == [1.0, 1.0]
+
+
+def test_dataframe_bad_input():
+    df = pd.DataFrame({"userID": [0, 1], "itemID": [0, 1], "rating": [5.0, np.nan], "timestamp": [1, 2]})
+    with pytest.raises(ValueError, match="empty"):
+        D.from_dataframe(df.iloc[:0])
+    with pytest.raises(ValueError, match="missing columns.*'user'"):
+        D.from_dataframe(df, user_col="user")
+    with pytest.raises(ValueError, match="'rating' contains 1 NaN"):
+        D.from_dataframe(df, threshold=4)
+    with pytest.raises(ValueError, match="unknown split 'weekly'"):
+        D.from_dataframe(df, split="weekly")
+    with pytest.raises(ValueError, match="missing columns.*'time'"):
+        D.from_dataframe(df, split="loo", time_col="time")
+    with pytest.raises(ValueError, match="valid_frac and test_frac"):
+        D.from_dataframe(df, valid_frac=0.6, test_frac=0.5)
+    with pytest.raises(ValueError, match="no interactions left"):
+        D.from_dataframe(df.fillna(1.0), threshold=10)
+
+
+# ---------------------------------------------------------------- splits by hand
+
+@pytest.fixture
+def log():
+    """Users a (5 clicks), b (3), c (2); rows shuffled, times out of row order."""
+    rows = [("a", "i3", 3), ("b", "i1", 30), ("a", "i1", 1), ("c", "i2", 200), ("a", "i5", 5),
+            ("b", "i2", 10), ("a", "i2", 2), ("c", "i4", 100), ("a", "i4", 4), ("b", "i5", 20)]
+    return pd.DataFrame(rows, columns=["userID", "itemID", "timestamp"])
+
+
+def _pairs(m):
+    u, i = m.nonzero()
+    return set(zip(u.tolist(), i.tolist()))
+
+
+def test_temporal_split_by_hand(log):
+    d = D.from_dataframe(log, split="temporal", valid_frac=0.2, test_frac=0.2)
+    assert d.user_map == {"a": 0, "b": 1, "c": 2}
+    assert d.item_map == {"i1": 0, "i2": 1, "i3": 2, "i4": 3, "i5": 4}
+    # a: round(1.0) = 1 test, 1 valid; b: round(0.6) = 1, round(0.6) = 1; c: round(0.4) = 0, 0
+    assert _pairs(d.test) == {(0, 4), (1, 0)}
+    assert _pairs(d.valid) == {(0, 3), (1, 4)}
+    assert _pairs(d.train) == {(0, 0), (0, 1), (0, 2), (1, 1), (2, 3), (2, 1)}
+    assert [s.tolist() for s in d.sequences] == [[0, 1, 2], [1], [3, 1]]
+    assert [t.tolist() for t in d.timestamps] == [[1, 2, 3], [10], [100, 200]]
+
+
+def test_loo_split_by_hand(log):
+    d = D.from_dataframe(log, split="loo")
+    assert _pairs(d.test) == {(0, 4), (1, 0)}
+    assert _pairs(d.valid) == {(0, 3), (1, 4)}
+    assert _pairs(d.train) == {(0, 0), (0, 1), (0, 2), (1, 1), (2, 3), (2, 1)}   # c: < 3 clicks
+    d2 = D.from_dataframe(log.assign(timestamp=-log.timestamp), split="loo")       # reversed time
+    assert _pairs(d2.test) == {(0, 0), (1, 1)}
+
+
+def test_random_split_is_a_seeded_partition():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"userID": rng.integers(0, 30, 400), "itemID": rng.integers(0, 50, 400)})
+    df = df.drop_duplicates()
+    d = D.from_dataframe(df, split="random", valid_frac=0.1, test_frac=0.2, seed=3)
+    n = len(df)
+    assert (d.valid.nnz, d.test.nnz) == (int(np.floor(0.1 * n + 0.5)), int(np.floor(0.2 * n + 0.5)))
+    assert d.train.nnz + d.valid.nnz + d.test.nnz == n
+    assert (d.train + d.valid + d.test).max() == 1                       # disjoint
+    again = D.from_dataframe(df, split="random", valid_frac=0.1, test_frac=0.2, seed=3)
+    other = D.from_dataframe(df, split="random", valid_frac=0.1, test_frac=0.2, seed=4)
+    assert (again.test != d.test).nnz == 0 and (other.test != d.test).nnz > 0
+    assert d.timestamps is None and sum(map(len, d.sequences)) == d.train.nnz
+
+
+def test_threshold_duplicates_and_k_core():
+    # k=2: item 9 has one click -> user 3 drops to one click -> user 3 goes -> item 2 drops to one
+    rows = [(0, 0, 5, 1), (0, 1, 5, 2), (1, 0, 4, 1), (1, 1, 4, 2), (2, 0, 5, 1), (2, 1, 2, 2),
+            (2, 1, 5, 3), (3, 2, 5, 1), (3, 9, 5, 2), (0, 2, 5, 3), (0, 0, 5, 9)]
+    df = pd.DataFrame(rows, columns=["userID", "itemID", "rating", "timestamp"])
+    d = D.from_dataframe(df, threshold=4, split="temporal", valid_frac=0, test_frac=0)
+    # (2, 1) rated 2 is dropped, its rating-5 repeat stays; (0, 0) kept once with time 1
+    assert d.train.nnz == 9 and d.timestamps[0].tolist() == [1, 2, 3]
+    d = D.from_dataframe(df, threshold=4, k_core=2, split="temporal", valid_frac=0, test_frac=0)
+    assert d.user_map == {0: 0, 1: 1, 2: 2} and d.item_map == {0: 0, 1: 1}
+    assert d.train.nnz == 6
+    with pytest.raises(ValueError, match="k_core must be a positive"):
+        D.from_dataframe(df, k_core=0)
+
+
+def test_load_csv_and_recbole(tmp_path, log):
+    log.to_csv(tmp_path / "log.csv", index=False)
+    d = D.load_csv(tmp_path / "log.csv", split="loo")
+    assert d.name == "log" and _pairs(d.test) == {(0, 4), (1, 0)}
+    inter = tmp_path / "toy.inter"
+    inter.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                     "007\t10\t5\t1\n007\t11\t3\t2\n007\t12\t4\t3\n8\t10\t5\t1\n")
+    d = D.load_recbole_inter(inter, threshold=4, split="temporal", valid_frac=0, test_frac=0.34)
+    assert d.user_map == {"007": 0, "8": 1} and d.item_map == {"10": 0, "12": 1}
+    assert _pairs(d.test) == {(0, 1)} and _pairs(d.train) == {(0, 0), (1, 0)}
+
+
+def test_load_movielens_1m_reads_double_colons(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n"
+                                        "1::914::4::978301968\n2::1193::4::978298413\n")
+    with pytest.raises(FileNotFoundError, match="fetch"):
+        D.load_movielens_1m(tmp_path / "nowhere")
+    d = D.load_movielens_1m(tmp_path, valid_frac=0, test_frac=0)
+    assert d.item_map == {914: 0, 1193: 1} and d.train.nnz == 3
+    assert d.sequences[0].tolist() == [1, 0]                         # 1193 before 914 in time
+
+
+# ---------------------------------------------------------------- synthetic world
+
+@pytest.fixture(scope="module")
+def world():
+    return D.make_synthetic(seed=0)
+
+
+def test_synthetic_is_seeded(world):
+    data, truth = world
+    again, truth2 = D.make_synthetic(seed=0)
+    other, _ = D.make_synthetic(seed=1)
+    for split in ("train", "valid", "test"):
+        assert (getattr(again, split) != getattr(data, split)).nnz == 0
+    assert all(np.array_equal(a, b) for a, b in zip(again.sequences, data.sequences))
+    np.testing.assert_array_equal(truth.preference, truth2.preference)
+    assert (other.train != data.train).nnz > 0
+
+
+def test_synthetic_splits_and_noise(world):
+    data, truth = world
+    assert (data.n_users, data.n_items) == (600, 400)
+    assert data.train.multiply(data.valid).nnz == data.train.multiply(data.test).nnz == 0
+    assert data.valid.multiply(data.test).nnz == 0
+    assert (np.diff(data.valid.indptr) >= 1).all() and (np.diff(data.test.indptr) >= 1).all()
+    # noise = exactly the train clicks outside the user's interest clusters, and only in train
+    clusters_of = truth.item_clusters[data.train.indices]
+    users = np.repeat(np.arange(data.n_users), np.diff(data.train.indptr))
+    outside = ~(clusters_of[:, None] == truth.user_clusters[users]).any(axis=1)
+    outside_mask = sp.csr_matrix((outside.astype(np.float32), data.train.indices.copy(), data.train.indptr.copy()),
+                                 shape=data.train.shape)
+    outside_mask.eliminate_zeros()
+    assert (outside_mask != truth.noise).nnz == 0 and truth.noise.nnz > 0
+    assert truth.noise.multiply(data.train).nnz == truth.noise.nnz
+    assert truth.noise.multiply(data.valid + data.test).nnz == 0
+    assert abs(truth.noise.nnz / data.train.nnz - 0.2) < 0.02
+
+
+def test_synthetic_sequences_and_time(world):
+    data, truth = world
+    for u in (0, 17, 599):
+        assert sorted(data.sequences[u].tolist()) == data.train[u].indices.tolist()
+        assert (np.diff(data.timestamps[u]) >= 0).all()
+        tau = truth.tau(u, data.timestamps[u])
+        assert tau.min() >= 0 and tau.max() <= 1
+    np.testing.assert_allclose(truth.preference.sum(axis=1), 1.0)
+    np.testing.assert_allclose(truth.interest_weights([0, 0.5, 1]), [[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])
+
+
+def _recall_at(scores, data, k=20):
+    scores = np.where((data.train + data.valid).toarray() > 0, -np.inf, scores)
+    top = np.argsort(-scores, axis=1)[:, :k]
+    test = data.test.toarray()
+    return (np.take_along_axis(test, top, 1).sum(1) / test.sum(1)).mean()
+
+
+def test_synthetic_has_signal_and_drift(world):
+    data, truth = world
+    popularity = np.broadcast_to(np.asarray(data.train.sum(axis=0)), truth.preference.shape)
+    assert _recall_at(truth.preference, data) > 3 * _recall_at(popularity, data)
+    # the late interest dominates the test clicks, less so the clean training clicks
+    late = truth.user_clusters[:, -1]
+    test_users, test_items = data.test.nonzero()
+    clean = data.train - truth.noise
+    train_users, train_items = clean.nonzero()
+    late_share_test = (truth.item_clusters[test_items] == late[test_users]).mean()
+    late_share_train = (truth.item_clusters[train_items] == late[train_users]).mean()
+    assert late_share_test > 0.75 and late_share_train < 0.55
+
+
+def test_synthetic_tiny_fractions_give_leave_one_out():
+    # used by sequences.loo_synthetic: one valid and one test click per user, the latest ones
+    loo, _ = D.make_synthetic(n_users=50, noise_frac=0.0, valid_frac=1e-3, test_frac=1e-3, seed=2)
+    ref, _ = D.make_synthetic(n_users=50, noise_frac=0.0, seed=2)    # same clicks, split 7:1:2
+    assert (np.diff(loo.valid.indptr) == 1).all() and (np.diff(loo.test.indptr) == 1).all()
+    assert ((loo.train + loo.valid + loo.test) != (ref.train + ref.valid + ref.test)).nnz == 0
+    assert loo.test.multiply(ref.test).nnz == 50                       # the last click is test
+    assert loo.valid.multiply(ref.valid + ref.test).nnz == 50
+
+
+def test_synthetic_bad_arguments():
+    with pytest.raises(ValueError, match="drift"):
+        D.make_synthetic(drift=1.5)
+    with pytest.raises(ValueError, match="clusters_per_user"):
+        D.make_synthetic(n_clusters=2, clusters_per_user=2)
+    with pytest.raises(ValueError, match="interactions_per_user"):
+        D.make_synthetic(interactions_per_user=500)
+    with pytest.raises(ValueError, match="noise_frac"):
+        D.make_synthetic(noise_frac=1.0)
+
+
+# ---------------------------------------------------------------- fetch
+
+def _fake_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("toy/ratings.dat", "1::2::5::10\n")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fake_source(monkeypatch):
+    payload = _fake_zip()
+    calls = []
+
+    def urlopen(url, timeout=None):
+        calls.append(url)
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    source = D.DataSource("https://example.org/toy.zip", hashlib.sha256(payload).hexdigest(), "toy.zip", "toy")
+    monkeypatch.setitem(D.REGISTRY, "toy", source)
+    return source, calls
+
+
+def test_fetch_verifies_and_extracts(tmp_path, fake_source):
+    _, calls = fake_source
+    folder = D.fetch("toy", root=tmp_path)
+    assert folder == tmp_path / "toy" and (folder / "ratings.dat").read_text() == "1::2::5::10\n"
+    assert D.fetch("toy", root=tmp_path) == folder and len(calls) == 1    # cached, not downloaded again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy", "toy.zip"]
+
+
+def test_fetch_wrong_checksum_leaves_nothing(tmp_path, fake_source, monkeypatch):
+    source, _ = fake_source
+    monkeypatch.setitem(D.REGISTRY, "toy", source._replace(sha256="0" * 64))
+    with pytest.raises(D.ChecksumError, match="SHA-256"):
+        D.fetch("toy", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_rejects_corrupt_cache(tmp_path, fake_source):
+    (tmp_path / "toy.zip").write_bytes(b"not the archive")
+    with pytest.raises(D.ChecksumError, match="force=True"):
+        D.fetch("toy", root=tmp_path)
+
+
+def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError, match=r"by hand.*ml-1m\.zip"):
+        D.fetch("ml-1m", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.fetch("ml-3m", root=tmp_path)
+
+
+def test_registry_records_sha256():
+    assert all(len(s.sha256) == 64 and s.url.startswith("https://") for s in D.REGISTRY.values())

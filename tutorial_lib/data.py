@@ -1,0 +1,765 @@
+"""Data: implicit feedback as a users x items matrix, plus the order it arrived in.
+
+Every model in the course reads one object, :class:`InteractionData`:
+
+    train, valid, test   binary CSR matrices of shape (n_users, n_items); x_u = train[u] is the
+                         user's interaction vector, the x_0 that DiffRec diffuses
+    sequences[u]         the user's TRAIN items in time order (what DiffuRec reads)
+    timestamps[u]        their times, when known (what T-DiffRec's weights use)
+
+Ids are 0-based and contiguous inside the library; ``user_map`` / ``item_map`` keep the
+raw -> internal maps when the data was remapped.
+
+Where the data comes from
+-------------------------
+* ``load_diffrec_npy(folder)``      DiffRec's released ``{train,valid,test}_list.npy``
+* ``load_diffurec_pkl(path)``       DiffuRec's ``dataset.pkl`` (restricted unpickler)
+* ``from_dataframe(df, ...)``       any log of (user, item[, rating][, time]) rows, with
+  ``load_csv``, ``load_recbole_inter`` and ``load_movielens_1m`` as thin readers on top:
+  rating threshold  ->  iterative k-core  ->  contiguous ids  ->  split
+* ``fetch(name)``                   checksum-verified download for users with internet
+* ``make_synthetic(...)``           the offline default, with its ground truth
+
+Splits (``from_dataframe(split=...)``)
+--------------------------------------
+* ``"random"``    each interaction goes to test / valid / train with probabilities
+  test_frac / valid_frac / rest (exact counts, seeded permutation)
+* ``"temporal"``  per user, by time: the last round(test_frac * n_u) interactions are test,
+  the round(valid_frac * n_u) before them are valid, the rest (at least one) train
+* ``"loo"``       leave-one-out: per user, last = test, second last = valid (users with fewer
+  than 3 interactions keep all of them in train)
+
+The synthetic world (``make_synthetic``)
+----------------------------------------
+Items fall into C clusters; inside cluster c item i has Zipf popularity
+``pi(i | c) = r_i^(-s) / sum_j r_j^(-s)`` (r_i its popularity rank, s = popularity_skew).
+User u has K interest clusters c_u1..c_uK. At relative time tau in [0, 1] of the user's
+history the interests are weighted
+
+    w_k(tau) = (1 + drift * (2 tau - 1) * a_k) / K,    a_k = linspace(-1, 1, K)
+
+(sum_k w_k = 1; early on the first interest leads, late the last), and the next click is
+drawn without replacement from ``p(i | u, tau) = sum_k w_k(tau) pi(i | c_uk)``.
+The true current preference is ``p(i | u, tau=1)``. Valid and test are the user's latest
+clean clicks; false-positive clicks (popular items outside the user's interests) are
+added to TRAIN only, so that denoising and time-awareness both have something to find.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+__all__ = ["InteractionData", "SyntheticTruth", "load_diffrec_npy", "load_diffurec_pkl",
+           "from_dataframe", "split_interactions", "k_core_filter", "load_csv", "load_recbole_inter",
+           "load_movielens_1m", "fetch", "DataSource", "REGISTRY", "ChecksumError",
+           "make_synthetic", "SPLITS", "pairs_to_csr"]
+
+SPLITS = ("random", "temporal", "loo")
+
+
+# ----------------------------------------------------------------------------------------
+# The container
+# ----------------------------------------------------------------------------------------
+
+def _binary_csr(matrix, what: str) -> sp.csr_matrix:
+    """A float32 CSR copy of ``matrix`` with 1.0 for every stored non-zero entry."""
+    if not sp.issparse(matrix):
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2:
+            raise ValueError(f"{what} must be a 2-D (n_users, n_items) matrix, got shape {matrix.shape}")
+    m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    if np.isnan(m.data).any():
+        raise ValueError(f"{what} contains NaN entries")
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.data[:] = 1.0
+    return m
+
+
+def pairs_to_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Binary float32 CSR matrix of ``shape`` with a 1 at every (users[k], items[k])."""
+    ones = np.ones(len(users), dtype=np.float32)
+    return _binary_csr(sp.csr_matrix((ones, (users, items)), shape=shape), "matrix")
+
+
+@dataclass(eq=False, repr=False)
+class InteractionData:
+    """Train / valid / test interactions of ``n_users`` users with ``n_items`` items.
+
+    train, valid, test: (n_users, n_items) float32 CSR, 1.0 per interaction
+    sequences:  n_users int64 arrays, each user's TRAIN items in chronological order, or None
+    timestamps: n_users arrays aligned with ``sequences`` (when times are known), or None
+    user_map, item_map: raw id -> internal 0-based id, or None when the ids were already so
+    """
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    sequences: list[np.ndarray] | None = None
+    timestamps: list[np.ndarray] | None = None
+    name: str = "data"
+    user_map: dict | None = None
+    item_map: dict | None = None
+
+    def __post_init__(self):
+        self.train = _binary_csr(self.train, "train")
+        self.valid = _binary_csr(self.valid, "valid")
+        self.test = _binary_csr(self.test, "test")
+        shapes = {s: getattr(self, s).shape for s in ("train", "valid", "test")}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"train, valid and test must have the same shape (n_users, n_items), got {shapes}")
+        if self.train.nnz == 0:
+            raise ValueError("train is empty: InteractionData needs at least one training interaction")
+        if self.sequences is not None:
+            self.sequences = self._check_per_user(self.sequences, "sequences")
+            seq_items = np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
+            if len(seq_items) and (seq_items.min() < 0 or seq_items.max() >= self.n_items):
+                raise ValueError(f"sequences hold item ids outside [0, {self.n_items}): "
+                                 f"min {seq_items.min()}, max {seq_items.max()}")
+        if self.timestamps is not None:
+            if self.sequences is None:
+                raise ValueError("timestamps given without sequences: they must be aligned with sequences")
+            self.timestamps = self._check_per_user(self.timestamps, "timestamps", dtype=None)
+            bad = [u for u, (s, t) in enumerate(zip(self.sequences, self.timestamps)) if len(s) != len(t)]
+            if bad:
+                raise ValueError(f"timestamps and sequences differ in length for {len(bad)} users (first: user {bad[0]})")
+
+    def _check_per_user(self, lists, what, dtype=np.int64):
+        if len(lists) != self.n_users:
+            raise ValueError(f"{what} must have one entry per user ({self.n_users}), got {len(lists)}")
+        return [np.asarray(x, dtype=dtype).reshape(-1) for x in lists]
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    def summary(self) -> dict:
+        """Counts a data table in a paper would show (density = nnz of all splits / cells)."""
+        nnz = self.train.nnz + self.valid.nnz + self.test.nnz
+        return {
+            "name": self.name, "n_users": self.n_users, "n_items": self.n_items,
+            "n_train": self.train.nnz, "n_valid": self.valid.nnz, "n_test": self.test.nnz,
+            "density": nnz / (self.n_users * self.n_items),
+            "train_per_user": self.train.nnz / self.n_users,
+            "sequences": self.sequences is not None, "timestamps": self.timestamps is not None,
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        extras = [k for k in ("sequences", "timestamps") if s[k]]
+        return (f"InteractionData({self.name!r}: {s['n_users']:,} users x {s['n_items']:,} items; "
+                f"train {s['n_train']:,} / valid {s['n_valid']:,} / test {s['n_test']:,}; "
+                f"density {s['density']:.2%}" + (f"; {', '.join(extras)}" if extras else "") + ")")
+
+
+def _group_by_user(users: np.ndarray, values: np.ndarray, n_users: int) -> list[np.ndarray]:
+    """Split ``values`` into one array per user, keeping their order within each user."""
+    order = np.argsort(users, kind="stable")
+    counts = np.bincount(users, minlength=n_users)
+    return np.split(values[order], np.cumsum(counts)[:-1])
+
+
+# ----------------------------------------------------------------------------------------
+# Released splits of the papers
+# ----------------------------------------------------------------------------------------
+
+def _check_pairs(pairs: np.ndarray, what: str) -> np.ndarray:
+    """Validate an (n, 2) integer array of [user, item] rows."""
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"{what} must be an (n, 2) array of [user, item] rows, got shape {pairs.shape}")
+    if not np.issubdtype(pairs.dtype, np.integer):
+        if np.issubdtype(pairs.dtype, np.floating) and np.isnan(pairs).any():
+            raise ValueError(f"{what} contains NaN ids")
+        raise ValueError(f"{what} must hold integer ids, got dtype {pairs.dtype}")
+    if len(pairs) and pairs.min() < 0:
+        raise ValueError(f"{what} contains negative ids (min {pairs.min()}); ids must be 0-based")
+    return pairs.astype(np.int64, copy=False)
+
+
+def load_diffrec_npy(folder, name: str | None = None) -> InteractionData:
+    """Load DiffRec's ``train_list.npy`` / ``valid_list.npy`` / ``test_list.npy``.
+
+    Each file is an int array of rows [user, item] (0-based; within a user, rows in time
+    order). n_users / n_items = largest id + 1 over all three files. ``sequences`` are the
+    per-user training items in row order (= chronological); no timestamps.
+    """
+    folder = Path(folder)
+    splits = {}
+    for split in ("train", "valid", "test"):
+        path = folder / f"{split}_list.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: expected DiffRec's train_list.npy, valid_list.npy, test_list.npy")
+        splits[split] = _check_pairs(np.load(path, allow_pickle=False), path.name)
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{folder / 'train_list.npy'} is empty")
+    shape = tuple(int(max(p[:, j].max() for p in splits.values() if len(p))) + 1 for j in (0, 1))
+    matrices = {s: pairs_to_csr(p[:, 0], p[:, 1], shape) for s, p in splits.items()}
+    train = splits["train"]
+    return InteractionData(**matrices, sequences=_group_by_user(train[:, 0], train[:, 1], shape[0]),
+                           name=name or folder.name)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles containers, strings and numbers only: any global (class, function) is refused.
+
+    A pickle can call any importable function while loading (``os.system`` included);
+    dicts, lists, str, int, float, bool and None need no ``find_class``, so refusing every
+    global loses nothing for DiffuRec's dataset.pkl.
+    """
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name}: this pickle may only hold dicts, lists, "
+            f"strings and numbers (a data file that imports code is unsafe)")
+
+
+def _restricted_load(path: Path):
+    with open(path, "rb") as f:
+        return _RestrictedUnpickler(f).load()
+
+
+def _lists_to_pairs(user_lists: dict, what: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(users, items, users_sorted) from a {user: [item, ...]} dict, items kept in list order."""
+    if not isinstance(user_lists, dict):
+        raise ValueError(f"{what} must be a dict user -> item list, got {type(user_lists).__name__}")
+    if not all(isinstance(u, (int, np.integer)) and u >= 0 for u in user_lists):
+        raise ValueError(f"{what}: user ids must be non-negative integers")
+    users = sorted(user_lists)
+    lengths = np.fromiter((len(user_lists[u]) for u in users), dtype=np.int64, count=len(users))
+    items = np.fromiter(chain.from_iterable(user_lists[u] for u in users), dtype=np.int64, count=int(lengths.sum()))
+    return np.repeat(np.asarray(users, dtype=np.int64), lengths), items, users
+
+
+def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
+    """Load DiffuRec's ``dataset.pkl``: dict(train, val, test: user -> item list; umap, smap).
+
+    Items are 1-based there (0 pads); here they shift to 0-based, so item_map = smap - 1.
+    n_items = the largest item id over smap and all lists. valid / test hold the one-item
+    lists (leave-one-out), ``sequences`` the chronological train lists. Loaded with a
+    restricted unpickler that refuses any import.
+    """
+    path = Path(path)
+    raw = _restricted_load(path)
+    if not isinstance(raw, dict) or not {"train", "val", "test"} <= set(raw):
+        raise ValueError(f"{path} must hold a dict with keys 'train', 'val', 'test' (DiffuRec format)")
+    pairs = {s: _lists_to_pairs(raw[k], f"{path.name}[{k!r}]") for s, k in
+             (("train", "train"), ("valid", "val"), ("test", "test"))}
+    users = sorted(set(pairs["train"][2]) | set(pairs["valid"][2]) | set(pairs["test"][2]))
+    smap = raw.get("smap") or {}
+    all_items = np.concatenate([p[1] for p in pairs.values()])
+    if len(all_items) and all_items.min() < 1:
+        raise ValueError(f"{path}: item ids must be >= 1 (0 is DiffuRec's padding id), found {all_items.min()}")
+    n_items = int(max(all_items.max(initial=0), max(smap.values(), default=0)))
+    user_index = {u: k for k, u in enumerate(users)}
+    identity = users == list(range(len(users)))
+    shape = (len(users), n_items)
+
+    def to_rows(u):
+        return u if identity else np.fromiter((user_index[x] for x in u), np.int64, len(u))
+
+    matrices = {s: pairs_to_csr(to_rows(p[0]), p[1] - 1, shape) for s, p in pairs.items()}
+    train_users, train_items, _ = pairs["train"]
+    umap = raw.get("umap")
+    user_map = {r: user_index[u] for r, u in umap.items()} if umap and set(umap.values()) <= user_index.keys() else None
+    return InteractionData(**matrices, sequences=_group_by_user(to_rows(train_users), train_items - 1, shape[0]),
+                           name=name or path.parent.name, user_map=user_map,
+                           item_map={r: i - 1 for r, i in smap.items()} or None)
+
+
+# ----------------------------------------------------------------------------------------
+# From a log of interactions: threshold -> k-core -> ids -> split
+# ----------------------------------------------------------------------------------------
+
+def k_core_filter(df: pd.DataFrame, k: int, user_col: str = "userID", item_col: str = "itemID") -> pd.DataFrame:
+    """Iteratively drop users and items with fewer than ``k`` interactions until none are left."""
+    while True:
+        n_user = df.groupby(user_col)[item_col].transform("size")
+        n_item = df.groupby(item_col)[user_col].transform("size")
+        keep = (n_user >= k) & (n_item >= k)
+        if keep.all():
+            return df
+        df = df[keep]
+
+
+def _split_sizes(n: np.ndarray, frac: float) -> np.ndarray:
+    """round(frac * n), halves rounded up."""
+    return np.floor(n * frac + 0.5).astype(np.int64)
+
+
+def split_interactions(users: np.ndarray, times: np.ndarray | None, split: str,
+                       valid_frac: float = 0.1, test_frac: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Assign each interaction to a split: returns an int8 array, 0 = train, 1 = valid, 2 = test.
+
+    users: (n,) user ids; times: (n,) times or None (row order is then the time order).
+    Ties in time keep row order. See the module docstring for the three rules.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if not (0 <= valid_frac < 1 and 0 <= test_frac < 1 and valid_frac + test_frac < 1):
+        raise ValueError(f"valid_frac and test_frac must be in [0, 1) and sum below 1, got {valid_frac}, {test_frac}")
+    n = len(users)
+    labels = np.zeros(n, dtype=np.int8)
+    if split == "random":
+        order = np.random.default_rng(seed).permutation(n)
+        n_test, n_valid = int(_split_sizes(n, test_frac)), int(_split_sizes(n, valid_frac))
+        labels[order[:n_test]] = 2
+        labels[order[n_test:n_test + n_valid]] = 1
+        return labels
+    time_key = np.arange(n) if times is None else times
+    order = np.lexsort((np.arange(n), time_key, users))          # by user, then time, then row
+    u_sorted = users[order]
+    counts = np.bincount(u_sorted)[u_sorted]                     # n_u for each sorted row
+    starts = np.searchsorted(u_sorted, u_sorted, side="left")
+    from_end = counts - (np.arange(n) - starts) - 1              # 0 = the user's last interaction
+    if split == "loo":
+        n_test = n_valid = (counts >= 3).astype(np.int64)
+    else:
+        n_test = np.minimum(_split_sizes(counts, test_frac), counts - 1)
+        n_valid = np.minimum(_split_sizes(counts, valid_frac), counts - 1 - n_test)
+    sorted_labels = np.where(from_end < n_test, 2, np.where(from_end < n_test + n_valid, 1, 0))
+    labels[order] = sorted_labels
+    return labels
+
+
+def _check_columns(df: pd.DataFrame, needed: dict[str, str]) -> None:
+    """``needed``: column -> why it is needed. Raise on a missing column or NaNs in one."""
+    missing = {c: why for c, why in needed.items() if c not in df.columns}
+    if missing:
+        raise ValueError(f"missing columns {missing} (columns present: {list(df.columns)})")
+    for col in needed:
+        n_nan = int(df[col].isna().sum())
+        if n_nan:
+            raise ValueError(f"column {col!r} contains {n_nan} NaN values; drop or fill them first")
+
+
+def _time_values(col: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col.to_numpy().astype("datetime64[s]").astype(np.int64)
+    if not pd.api.types.is_numeric_dtype(col):
+        raise ValueError(f"time column {col.name!r} must be numeric or datetime, got {col.dtype}")
+    return col.to_numpy()
+
+
+def from_dataframe(df: pd.DataFrame, user_col: str = "userID", item_col: str = "itemID",
+                   rating_col: str = "rating", time_col: str | None = "timestamp",
+                   threshold: float | None = None, k_core: int | None = None,
+                   split: str = "random", valid_frac: float = 0.1, test_frac: float = 0.2,
+                   seed: int = 0, name: str = "data") -> InteractionData:
+    """Build InteractionData from a DataFrame of interactions, one row each.
+
+    Steps: keep rows with rating >= ``threshold``; drop repeated (user, item) pairs (the
+    earliest stays); iterative ``k_core``; map raw ids to 0-based contiguous ids (sorted raw
+    order, kept as ``user_map`` / ``item_map``); ``split`` into train / valid / test.
+    ``time_col`` is optional for split="random" (rows are then taken as time-ordered) and
+    required for "temporal" and "loo".
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
+    if len(df) == 0:
+        raise ValueError("the DataFrame is empty: no interactions to load")
+    needed = {user_col: "user ids", item_col: "item ids"}
+    if threshold is not None:
+        needed[rating_col] = f"threshold={threshold}"
+    if split in ("temporal", "loo") and time_col is None:
+        raise ValueError(f"split={split!r} orders interactions by time: pass time_col")
+    if split in ("temporal", "loo") or (time_col is not None and time_col in df.columns):
+        needed[time_col] = f"split={split!r}"
+    _check_columns(df, needed)
+    has_time = time_col in needed
+
+    df = df[list(needed)]
+    if threshold is not None:
+        df = df[df[rating_col] >= threshold]
+    if has_time:
+        df = df.sort_values(time_col, kind="stable")
+    df = df.drop_duplicates([user_col, item_col], keep="first")
+    if k_core is not None:
+        if k_core < 1:
+            raise ValueError(f"k_core must be a positive integer, got {k_core}")
+        df = k_core_filter(df, k_core, user_col, item_col)
+    if len(df) == 0:
+        raise ValueError(f"no interactions left after threshold={threshold} and k_core={k_core}")
+
+    users, user_ids = pd.factorize(df[user_col], sort=True)
+    items, item_ids = pd.factorize(df[item_col], sort=True)
+    times = _time_values(df[time_col]) if has_time else None
+    labels = split_interactions(users, times, split, valid_frac, test_frac, seed)
+    shape = (len(user_ids), len(item_ids))
+    matrices = {s: pairs_to_csr(users[labels == k], items[labels == k], shape)
+                for k, s in enumerate(("train", "valid", "test"))}
+    is_train = labels == 0
+    return InteractionData(
+        **matrices, name=name,
+        sequences=_group_by_user(users[is_train], items[is_train], shape[0]),
+        timestamps=_group_by_user(users[is_train], times[is_train], shape[0]) if has_time else None,
+        user_map={raw: k for k, raw in enumerate(user_ids.tolist())},
+        item_map={raw: k for k, raw in enumerate(item_ids.tolist())})
+
+
+def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
+    """Read a delimited text file with a header row and pass it to :func:`from_dataframe`."""
+    path = Path(path)
+    kwargs.setdefault("name", path.stem)
+    return from_dataframe(pd.read_csv(path, sep=sep), **kwargs)
+
+
+def load_recbole_inter(path, **kwargs) -> InteractionData:
+    """Read a RecBole atomic ``.inter`` file (tab separated; headers ``name:type``).
+
+    ``token`` columns stay strings (raw ids), ``float`` columns become numbers; the type
+    suffix is dropped, so the default columns are user_id, item_id, rating, timestamp.
+    """
+    path = Path(path)
+    header = pd.read_csv(path, sep="\t", nrows=0).columns
+    fields = [h.split(":")[0] for h in header]
+    types = {f: (h.split(":")[1] if ":" in h else "token") for f, h in zip(fields, header)}
+    df = pd.read_csv(path, sep="\t", header=0, names=fields,
+                     dtype={f: (str if t.startswith("token") else float if t == "float" else object)
+                            for f, t in types.items()})
+    for key, default in (("user_col", "user_id"), ("item_col", "item_id"),
+                         ("rating_col", "rating"), ("time_col", "timestamp"), ("name", path.stem)):
+        kwargs.setdefault(key, default)
+    return from_dataframe(df, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------
+# Downloads (for users with internet; nothing is downloaded at import)
+# ----------------------------------------------------------------------------------------
+
+class DataSource(NamedTuple):
+    url: str
+    sha256: str
+    filename: str
+    folder: str          # what the archive extracts to, under root
+    size: int | None = None
+
+
+REGISTRY: dict[str, DataSource] = {
+    # SHA-256 and size as recorded by tensorflow/datasets (url_checksums/movielens.txt);
+    # GroupLens publishes the MD5 c4d9eecfca2ab87c1945afe126590906 for the same file.
+    "ml-1m": DataSource("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+                        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                        "ml-1m.zip", "ml-1m", 5_917_549),
+    "ml-100k": DataSource("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+                          "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                          "ml-100k.zip", "ml-100k", 4_924_029),
+}
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded or cached file does not have the SHA-256 the registry records."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(source: DataSource, target: Path) -> None:
+    """Stream ``source.url`` to a temporary file beside ``target``, verify, then rename."""
+    from tqdm.auto import tqdm
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
+            total = getattr(response, "headers", {}).get("Content-Length")
+            with tqdm(total=int(total) if total else source.size, unit="B", unit_scale=True,
+                      desc=target.name) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        got = _sha256(tmp)
+        if got != source.sha256:
+            raise ChecksumError(f"SHA-256 of the download from {source.url} is {got}, expected "
+                                f"{source.sha256}; the file was deleted. Try again, or download it by hand.")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(name: str, root="data", force: bool = False) -> Path:
+    """Download dataset ``name`` (a key of REGISTRY) into ``root``, verify it, extract it.
+
+    Returns the extracted folder, e.g. ``data/ml-1m``. A cached archive with the right
+    SHA-256 is reused unless ``force``. Offline, raises ConnectionError saying what to
+    download by hand and where to put it.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(REGISTRY)}")
+    source = REGISTRY[name]
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive, folder = root / source.filename, root / source.folder
+    if force or not archive.exists():
+        try:
+            _download(source, archive)
+        except (OSError, ValueError) as err:  # URLError, timeouts, refused connections, bad URL
+            raise ConnectionError(
+                f"could not download {source.url} ({err}). Without internet, download it by hand "
+                f"and save it as {archive.resolve()} (SHA-256 {source.sha256}), then call fetch({name!r}) again."
+            ) from err
+    elif _sha256(archive) != source.sha256:
+        raise ChecksumError(f"{archive} does not have the expected SHA-256 {source.sha256}; delete it "
+                            f"or call fetch({name!r}, force=True) to download it again")
+    if force or not folder.exists():
+        if folder.exists():
+            shutil.rmtree(folder)
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(root)
+    return folder
+
+
+def load_movielens_1m(root="data", threshold: float | None = 4, k_core: int | None = None,
+                      split: str = "temporal", valid_frac: float = 0.2, test_frac: float = 0.1,
+                      seed: int = 0) -> InteractionData:
+    """MovieLens-1M from ``root/ml-1m/ratings.dat`` (``user::movie::rating::time``).
+
+    Defaults follow DiffRec's clean setting (ratings >= 4 are interactions; 7:2:1 split in
+    time order), here split per user. Run ``fetch("ml-1m", root)`` first.
+    """
+    path = Path(root) / "ml-1m" / "ratings.dat"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: call fetch('ml-1m', root={str(root)!r}) first, or unzip "
+                                f"{REGISTRY['ml-1m'].url} into {root}")
+    # '::' split with the fast C parser: every other field of a ':'-split line is empty.
+    df = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], engine="c",
+                     names=["userID", "_a", "itemID", "_b", "rating", "_c", "timestamp"])
+    return from_dataframe(df, threshold=threshold, k_core=k_core, split=split, valid_frac=valid_frac,
+                          test_frac=test_frac, seed=seed, name="ml-1m")
+
+
+# ----------------------------------------------------------------------------------------
+# The synthetic world
+# ----------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class SyntheticTruth:
+    """What generated ``make_synthetic``'s data (see the module docstring for the model).
+
+    preference:       (n_users, n_items) true current preference p(i | u, tau=1); rows sum to 1
+    user_clusters:    (n_users, K) interest clusters, first = early interest, last = late one
+    item_clusters:    (n_items,) cluster of each item
+    item_popularity:  (n_items,) pi(i | cluster of i), the Zipf weight inside the cluster
+    noise:            (n_users, n_items) CSR mask of the injected false-positive clicks (all in train)
+    time_window:      (n_users, 2) first and last day of each user's history; tau = (t - t0) / (t1 - t0)
+    drift:            the drift strength in w_k(tau)
+    """
+
+    preference: np.ndarray
+    user_clusters: np.ndarray
+    item_clusters: np.ndarray
+    item_popularity: np.ndarray
+    noise: sp.csr_matrix
+    time_window: np.ndarray
+    drift: float
+
+    def interest_weights(self, tau) -> np.ndarray:
+        """w_k(tau) for relative times ``tau`` (m,) -> (m, K); the same curve for every user."""
+        return _interest_weights(np.asarray(tau, dtype=float), self.user_clusters.shape[1], self.drift)
+
+    def tau(self, user: int, times) -> np.ndarray:
+        """Relative time in [0, 1] of ``times`` (days) within ``user``'s history."""
+        t0, t1 = self.time_window[user]
+        return (np.asarray(times, dtype=float) - t0) / (t1 - t0)
+
+
+def _interest_weights(tau: np.ndarray, n_interests: int, drift: float) -> np.ndarray:
+    """w_k(tau) = (1 + drift (2 tau - 1) a_k) / K with a_k = linspace(-1, 1, K); tau (...,) -> (..., K)."""
+    a = np.linspace(-1.0, 1.0, n_interests) if n_interests > 1 else np.zeros(1)
+    return (1.0 + drift * (2.0 * tau[..., None] - 1.0) * a) / n_interests
+
+
+def _zipf_within_clusters(item_clusters: np.ndarray, skew: float, rng) -> np.ndarray:
+    """pi(i | c): rank the items of each cluster at random, weight rank^-skew, normalise per cluster."""
+    n_items = len(item_clusters)
+    rank = np.empty(n_items)
+    for c in np.unique(item_clusters):
+        members = np.flatnonzero(item_clusters == c)
+        rank[members] = rng.permutation(len(members)) + 1
+    weight = rank ** -skew
+    return weight / np.bincount(item_clusters, weights=weight)[item_clusters]
+
+
+def _draw_clean_clicks(lengths, taus, user_clusters, cluster_item_probs, drift, rng):
+    """Draw each user's clicks in time order, without replacement.
+
+    Click j of user u is argmax_i p(i | u, tau_uj) / E_ui over items not yet taken, with
+    E_ui ~ Exp(1) (the "exponential race", equivalent to Gumbel-max: an exact draw from p
+    restricted to the remaining items).
+    lengths (n_users,), taus (n_users, L) sorted per user, cluster_item_probs (C, n_items).
+    Returns items (n_users, L) with -1 beyond each user's length.
+    """
+    n_users, max_len = taus.shape
+    n_items = cluster_item_probs.shape[1]
+    user_cluster_probs = cluster_item_probs[user_clusters]                          # (U, K, I)
+    taken = np.zeros((n_users, n_items), dtype=bool)
+    items = np.full((n_users, max_len), -1, dtype=np.int64)
+    for j in range(max_len):
+        w = _interest_weights(taus[:, j], user_clusters.shape[1], drift)            # (U, K)
+        p = np.einsum("uk,uki->ui", w, user_cluster_probs)                           # (U, I)
+        keys = p / rng.standard_exponential(size=p.shape)
+        keys[taken] = -1.0
+        pick = keys.argmax(axis=1)
+        active = j < lengths
+        items[active, j] = pick[active]
+        taken[np.flatnonzero(active), pick[active]] = True
+    return items
+
+
+def _draw_noise_clicks(n_noise, user_clusters, item_clusters, item_popularity, rng):
+    """Popular items outside each user's interest clusters, n_noise[u] distinct ones per user."""
+    outside = ~(item_clusters[None, :, None] == user_clusters[:, None, :]).any(axis=2)   # (U, I)
+    keys = item_popularity / rng.standard_exponential(size=outside.shape)   # exponential race
+    keys[~outside] = -1.0
+    ranked = np.argsort(-keys, axis=1)
+    users = np.repeat(np.arange(len(n_noise)), n_noise)
+    position = np.arange(len(users)) - np.repeat(np.cumsum(n_noise) - n_noise, n_noise)
+    return users, ranked[users, position]
+
+
+def make_synthetic(n_users: int = 600, n_items: int = 400, n_clusters: int = 8,
+                   clusters_per_user: int = 2, interactions_per_user: int = 30,
+                   drift: float = 0.8, noise_frac: float = 0.2, popularity_skew: float = 1.0,
+                   valid_frac: float = 0.1, test_frac: float = 0.2, seed: int = 0,
+                   ) -> tuple[InteractionData, SyntheticTruth]:
+    """A small seeded world with clustered items, drifting interests and noisy clicks.
+
+    n_clusters item clusters, clusters_per_user interests per user (K), ~Poisson(
+    interactions_per_user) clean clicks per user (at least half that many) at sorted uniform
+    relative times tau; drift in [0, 1] is the strength of the move from the first interest
+    to the last (see w_k(tau) in the module docstring); popularity_skew is the Zipf exponent
+    inside a cluster (0 = uniform). Per user, the latest test_frac / valid_frac of the clean
+    clicks (at least one each; round to 0 for exactly one) are test / valid, the rest train.
+    Then false positives, popular items outside the user's interest clusters at random
+    times in the training period, are added to TRAIN so that they make up noise_frac of it.
+    Timestamps are days. Everything comes from np.random.default_rng(seed).
+
+    Returns (data, truth): InteractionData (n_users, n_items) with sequences and timestamps,
+    and the SyntheticTruth that generated it. The defaults (600 x 400, ~26 train clicks per
+    user) are small enough for CPU training in the notebooks.
+    """
+    _check_synthetic_args(n_users, n_items, n_clusters, clusters_per_user, interactions_per_user,
+                          drift, noise_frac, popularity_skew, valid_frac, test_frac)
+    rng = np.random.default_rng(seed)
+    item_clusters = rng.permutation(np.arange(n_items) % n_clusters)
+    item_popularity = _zipf_within_clusters(item_clusters, popularity_skew, rng)
+    cluster_item_probs = np.where(item_clusters == np.arange(n_clusters)[:, None], item_popularity, 0.0)
+    user_clusters = np.argsort(rng.random((n_users, n_clusters)), axis=1)[:, :clusters_per_user]
+
+    # clean histories, split in time order: the held-out clicks are the latest ones
+    users, items, tau = _clean_histories(user_clusters, cluster_item_probs, interactions_per_user, drift, rng)
+    labels = split_interactions(users, tau, "temporal", valid_frac, test_frac)
+    labels = _at_least_one_held_out(users, labels, valid_frac, test_frac)
+    is_train = labels == 0
+
+    # false-positive clicks, at random times in each user's training period
+    n_clean_train = np.bincount(users[is_train], minlength=n_users)
+    n_noise = _split_sizes(n_clean_train, noise_frac / (1.0 - noise_frac))
+    noise_users, noise_items = _draw_noise_clicks(n_noise, user_clusters, item_clusters, item_popularity, rng)
+    last_train_tau = np.zeros(n_users)
+    np.maximum.at(last_train_tau, users[is_train], tau[is_train])
+    noise_tau = rng.random(len(noise_users)) * last_train_tau[noise_users]
+
+    # relative time tau -> days in each user's window [start, start + span]
+    start, span = rng.uniform(0, 365, n_users), rng.uniform(60, 365, n_users)
+    train_users = np.concatenate([users[is_train], noise_users])
+    train_items = np.concatenate([items[is_train], noise_items])
+    days = start[train_users] + np.concatenate([tau[is_train], noise_tau]) * span[train_users]
+    order = np.lexsort((days, train_users))
+    shape = (n_users, n_items)
+    data = InteractionData(
+        train=pairs_to_csr(train_users, train_items, shape),
+        valid=pairs_to_csr(users[labels == 1], items[labels == 1], shape),
+        test=pairs_to_csr(users[labels == 2], items[labels == 2], shape),
+        sequences=_group_by_user(train_users[order], train_items[order], n_users),
+        timestamps=_group_by_user(train_users[order], days[order], n_users),
+        name="synthetic")
+    w_now = _interest_weights(np.ones(n_users), clusters_per_user, drift)           # (U, K)
+    truth = SyntheticTruth(
+        preference=np.einsum("uk,uki->ui", w_now, cluster_item_probs[user_clusters]),
+        user_clusters=user_clusters, item_clusters=item_clusters, item_popularity=item_popularity,
+        noise=pairs_to_csr(noise_users, noise_items, shape),
+        time_window=np.stack([start, start + span], axis=1), drift=drift)
+    return data, truth
+
+
+def _clean_histories(user_clusters, cluster_item_probs, interactions_per_user, drift, rng):
+    """Each user's clean clicks: ~Poisson(interactions_per_user) of them at sorted uniform tau.
+
+    Returns flat (users, items, tau), grouped by user and in time order within each user.
+    """
+    n_users = len(user_clusters)
+    pool = (cluster_item_probs[user_clusters] > 0).sum(axis=(1, 2))                 # items a user can click
+    lengths = np.clip(rng.poisson(interactions_per_user, n_users), max(3, interactions_per_user // 2), pool)
+    max_len = lengths.max()
+    padding = np.arange(max_len) >= lengths[:, None]
+    taus = np.sort(np.where(padding, np.inf, rng.random((n_users, max_len))), axis=1)   # padding last
+    clicks = _draw_clean_clicks(lengths, np.where(padding, 1.0, taus), user_clusters,
+                                cluster_item_probs, drift, rng)
+    return np.repeat(np.arange(n_users), lengths), clicks[~padding], taus[~padding]
+
+
+def _at_least_one_held_out(users, labels, valid_frac, test_frac):
+    """Make sure each user has one valid and one test click when the fraction is non-zero.
+
+    The temporal split rounds; for the shortest users the last click becomes test and the
+    one before the test clicks becomes valid, so every user can be evaluated.
+    users (n,) sorted, each user's clicks in time order; labels (n,) as split_interactions.
+    """
+    lengths = np.bincount(users)
+    ends = np.cumsum(lengths)
+    if test_frac > 0:
+        no_test = np.bincount(users[labels == 2], minlength=len(lengths)) == 0
+        labels[(ends - 1)[no_test]] = 2
+    if valid_frac > 0:
+        n_test = np.bincount(users[labels == 2], minlength=len(lengths))
+        no_valid = np.bincount(users[labels == 1], minlength=len(lengths)) == 0
+        labels[(ends - n_test - 1)[no_valid]] = 1
+    return labels
+
+
+def _check_synthetic_args(n_users, n_items, n_clusters, clusters_per_user, interactions_per_user,
+                          drift, noise_frac, popularity_skew, valid_frac, test_frac):
+    for name, value in (("n_users", n_users), ("n_items", n_items), ("n_clusters", n_clusters),
+                        ("clusters_per_user", clusters_per_user),
+                        ("interactions_per_user", interactions_per_user)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if n_clusters > n_items:
+        raise ValueError(f"n_clusters ({n_clusters}) cannot exceed n_items ({n_items})")
+    if clusters_per_user >= n_clusters:
+        raise ValueError(f"clusters_per_user ({clusters_per_user}) must be below n_clusters ({n_clusters}) "
+                         f"so that noise clicks have items outside the user's interests")
+    pool = clusters_per_user * (n_items // n_clusters)                # smallest possible pool
+    if interactions_per_user > pool // 2:
+        raise ValueError(f"interactions_per_user ({interactions_per_user}) must be at most half the "
+                         f"{pool} items of a user's {clusters_per_user} interest clusters")
+    if not 0 <= drift <= 1:
+        raise ValueError(f"drift must be in [0, 1] (weights stay non-negative), got {drift}")
+    if not 0 <= noise_frac < 1:
+        raise ValueError(f"noise_frac (share of train clicks that are noise) must be in [0, 1), got {noise_frac}")
+    if popularity_skew < 0:
+        raise ValueError(f"popularity_skew must be >= 0 (0 = uniform within clusters), got {popularity_skew}")
+    if not (0 <= valid_frac < 1 and 0 <= test_frac < 1 and valid_frac + test_frac < 0.9):
+        raise ValueError(f"valid_frac + test_frac must leave training clicks, got {valid_frac} + {test_frac}")
