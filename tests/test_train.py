@@ -1,0 +1,215 @@
+"""The training loop: learns, stops early, restores the best epoch, resumes exactly."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tutorial_lib.data import InteractionData
+from tutorial_lib.metrics import evaluate
+from tutorial_lib.train import History, fit, to_device
+
+N_USERS, N_ITEMS, N_GROUPS = 80, 100, 4
+
+
+def make_data(train, valid, test):
+    """An InteractionData from 0/1 arrays."""
+    return InteractionData(train=train, valid=valid, test=test, name="blocks")
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    """Users of group g like the items of group g: 16 of its 25 items, split 10 / 3 / 3."""
+    rng = np.random.default_rng(0)
+    split = np.zeros((3, N_USERS, N_ITEMS))
+    size = N_ITEMS // N_GROUPS
+    for u in range(N_USERS):
+        g = u % N_GROUPS
+        items = g * size + rng.permutation(size)[:16]
+        split[0, u, items[:10]] = split[1, u, items[10:13]] = split[2, u, items[13:]] = 1
+    return make_data(*split)
+
+
+class ToyMF(torch.nn.Module):
+    """Matrix factorisation, BCE over each user's whole training row (the model protocol)."""
+
+    def __init__(self, n_users=N_USERS, n_items=N_ITEMS, dim=8, flip=False, dropout=0.2):
+        super().__init__()
+        self.user = torch.nn.Embedding(n_users, dim)
+        self.item = torch.nn.Embedding(n_items, dim)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.flip = flip                          # learn the opposite: metrics get worse
+        self.steps, self.epochs_seen = [], []
+
+    def batches(self, data, batch_size, generator):
+        order = torch.randperm(data.n_users, generator=generator)
+        for users in order.split(batch_size):
+            yield users, torch.as_tensor(data.train[users.numpy()].toarray())
+
+    def loss(self, batch):
+        users, rows = batch
+        logits = self.dropout(self.user(users)) @ self.item.weight.T
+        target = 1 - rows if self.flip else rows
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+    def score(self, data, users, split="valid"):
+        return self.user(users) @ self.item.weight.T
+
+    def on_step_end(self, step):
+        self.steps.append(step)
+
+    def on_epoch_end(self, epoch):
+        self.epochs_seen.append(epoch)
+
+
+def new_model(**kw):
+    torch.manual_seed(1)
+    return ToyMF(**kw)
+
+
+FAST = dict(batch_size=16, eval_every=1, device="cpu", progress=False, ks=(10,), metric="recall@10")
+
+
+def test_fit_learns_beyond_a_random_baseline(blocks):
+    g = torch.Generator().manual_seed(0)
+    random = evaluate(lambda u: torch.rand(len(u), N_ITEMS, generator=g), blocks, "valid", ks=(10,))
+    model = new_model()
+    history = fit(model, blocks, epochs=10, lr=0.2, **FAST)
+    assert history.best_valid["recall@10"] > 3 * random["recall@10"]
+    assert history.train_loss[-1] < history.train_loss[0]
+    # the model ends with the best weights: re-evaluating gives the best validation numbers
+    model.eval()
+    again = evaluate(lambda u: model.score(blocks, u), blocks, "valid", ks=(10,))
+    assert again == pytest.approx(history.best_valid)
+    assert history.best_test == dict(history.test)[history.best_epoch]
+    assert model.epochs_seen == list(range(1, 11)) and model.steps[-1] == 10 * 5   # 80 / 16
+
+
+def test_best_epoch_is_restored_not_the_last(blocks):
+    snapshots = {}
+    model = new_model(flip=True)                  # gets worse with every epoch
+    model.on_epoch_end = lambda e: snapshots.__setitem__(
+        e, {k: v.clone() for k, v in model.state_dict().items()})
+    history = fit(model, blocks, epochs=6, lr=0.05, patience=None, **FAST)
+    assert history.epochs == 6 and history.best_epoch < 6
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[history.best_epoch][k]), k
+    assert not torch.equal(model.item.weight, snapshots[6]["item.weight"])
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(blocks):
+    model = new_model()
+    history = fit(model, blocks, epochs=50, lr=0.0, patience=3, **FAST)   # lr 0: never improves
+    assert history.best_epoch == 1
+    assert history.epochs == 4 and history.stopped_early
+    assert [e for e, _ in history.valid] == [1, 2, 3, 4]
+    history = fit(new_model(), blocks, epochs=50, lr=0.0, patience=3, **FAST | {"eval_every": 5})
+    # checked at evaluations only: best 5, still not better at 10 (10 - 5 >= 3): stop there
+    assert history.epochs == 10 and [e for e, _ in history.valid] == [5, 10]
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
+    args = dict(epochs=8, lr=0.05, **FAST | {"eval_every": 2})
+    straight = new_model()
+    h_straight = fit(straight, blocks, checkpoint=tmp_path / "a.pt", **args)
+
+    crashing = new_model()
+
+    def crash(epoch):
+        if epoch == 5:
+            raise KeyboardInterrupt("simulated crash")
+    crashing.on_epoch_end = crash
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashing, blocks, checkpoint=tmp_path / "b.pt", **args)
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=True)           # plain tensors / containers
+    assert ckpt["epoch"] == 4 and not ckpt["finished"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no stray .tmp
+
+    resumed = ToyMF()                                                   # other initial weights
+    h_resumed = fit(resumed, blocks, checkpoint=tmp_path / "b.pt", resume=True, **args)
+    for k, v in straight.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k               # best weights
+    last_a = torch.load(tmp_path / "a.pt", weights_only=True)
+    last_b = torch.load(tmp_path / "b.pt", weights_only=True)
+    for k, v in last_a["model"].items():
+        assert torch.equal(v, last_b["model"][k]), k                    # last weights too
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch"}
+    strip = lambda h: {k: v for k, v in h.to_dict().items() if k not in timing}  # noqa: E731
+    assert strip(h_straight) == strip(h_resumed)
+    # resuming a finished run trains nothing more and returns the same history
+    again = ToyMF()
+    h_again = fit(again, blocks, checkpoint=tmp_path / "b.pt", resume=True, **args)
+    assert strip(h_again) == strip(h_straight) and again.epochs_seen == []
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
+
+
+def test_history_is_json_able_and_plots(blocks):
+    import matplotlib
+    matplotlib.use("Agg")
+    history = fit(new_model(), blocks, epochs=3, **FAST | {"eval_every": 2})
+    assert [e for e, _ in history.valid] == [e for e, _ in history.test] == [2, 3]  # + the last
+    d = json.loads(json.dumps(history.to_dict()))
+    assert d["best_epoch"] == history.best_epoch and len(d["train_loss"]) == 3
+    assert History.from_dict(d).valid == history.valid
+    assert history.seconds_per_epoch > 0 and history.device == "cpu"
+    fig = history.plot()
+    assert len(fig.axes) == 2
+
+
+def test_log_every_prints_a_line_per_period(blocks, capsys):
+    fit(new_model(), blocks, epochs=4, log_every=2, **FAST)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert [ln.split()[1] for ln in lines] == ["2", "4"] and "recall@10" in lines[0]
+
+
+def test_optimizer_choices(blocks):
+    model = new_model()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, blocks, epochs=1, optimizer=sgd, **FAST)                 # an instance is used as is
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    model = new_model()
+    calls = []
+    model.configure_optimizers = lambda lr, wd: calls.append((lr, wd)) or torch.optim.Adam(
+        model.parameters(), lr=lr)
+    fit(model, blocks, epochs=1, lr=0.01, weight_decay=0.1, **FAST)
+    assert calls == [(0.01, 0.1)]
+
+
+def test_to_device_moves_nested_batches():
+    batch = {"a": torch.ones(2), "b": (torch.zeros(1), [torch.ones(1)]), "n": 3}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["a"].device.type == moved["b"][1][0].device.type == "meta"
+    assert isinstance(moved["b"], tuple) and moved["n"] == 3
+
+
+class ClosedForm(torch.nn.Module):
+    def fit(self, data):
+        return self
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(epochs=2, metric="recall@50"), ValueError, "recall@50"),
+    (dict(epochs=2, optimizer="sgd"), ValueError, "unknown optimizer"),
+    (dict(epochs=2, eval_every=0), ValueError, "eval_every"),
+    (dict(epochs=2, resume=True), ValueError, "checkpoint"),
+])
+def test_bad_config_raises_clear_errors(blocks, kw, error, match):
+    with pytest.raises(error, match=match):
+        fit(new_model(), blocks, progress=False, device="cpu", **kw)
+
+
+def test_closed_form_model_points_to_its_own_fit(blocks):
+    with pytest.raises(TypeError, match=r"model\.fit\(data\)"):
+        fit(ClosedForm(), blocks, epochs=1)
+
+
+def test_nan_loss_is_reported(blocks):
+    model = new_model()
+    with torch.no_grad():
+        model.item.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(model, blocks, epochs=1, **FAST)
