@@ -148,7 +148,7 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
 def test_history_is_json_able_and_plots(blocks):
     import matplotlib
     matplotlib.use("Agg")
-    history = fit(new_model(), blocks, epochs=3, **FAST | {"eval_every": 2})
+    history = fit(new_model(), blocks, epochs=3, **FAST | {"eval_every": 2, "test": True})
     assert [e for e, _ in history.valid] == [e for e, _ in history.test] == [2, 3]  # + the last
     d = json.loads(json.dumps(history.to_dict()))
     assert d["best_epoch"] == history.best_epoch and len(d["train_loss"]) == 3
@@ -156,6 +156,17 @@ def test_history_is_json_able_and_plots(blocks):
     assert history.seconds_per_epoch > 0 and history.device == "cpu"
     fig = history.plot()
     assert len(fig.axes) == 2
+
+
+def test_test_split_evaluated_only_when_validation_improves(blocks):
+    history = fit(new_model(), blocks, epochs=6, **FAST | {"eval_every": 1, "test": "best"})
+    improved, best = [], -1.0
+    for e, m in history.valid:
+        if m["recall@10"] > best:
+            improved.append(e)
+            best = m["recall@10"]
+    assert [e for e, _ in history.test] == improved
+    assert history.best_test == history.test[-1][1]
 
 
 def test_log_every_prints_a_line_per_period(blocks, capsys):

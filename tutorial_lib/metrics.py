@@ -23,8 +23,9 @@ single held-out item (leave-one-out) HR@K equals Recall@K. Each metric is averag
 users that have at least one relevant item; users without ground truth are *skipped*, not
 counted as zero, and ``n_users`` reports how many were evaluated.
 
-Ties: ``torch.topk`` does not order equal scores reproducibly, so we rank with a stable
-descending sort: among equal scores the lower item index ranks first. A model that scores
+Ties: ``torch.topk`` does not order equal scores reproducibly, so :func:`top_items` falls
+back to a stable descending sort wherever a tie matters: among equal scores the lower item
+index ranks first. A model that scores
 every item the same therefore recommends items 0, 1, 2, ...
 
 Averages: :class:`MetricAccumulator` sums per-user values over batches and divides by the
@@ -74,6 +75,23 @@ def _as_bool(x, shape: tuple[int, int], name: str, device) -> torch.Tensor:
     return x != 0
 
 
+def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(U, k)`` of each row's k highest scores, best first; ties: lower index first.
+
+    ``torch.topk`` is fast but orders equal scores arbitrarily, and a full stable sort is
+    exact but ~6x slower. So: topk for every row, then a stable sort only for the rows
+    where a tie could change the answer (repeated values in the top k, or more than one
+    item sharing the k-th value). Continuous model scores almost never tie.
+    """
+    values, idx = scores.topk(k, dim=1)
+    tied = (scores == values[:, -1:]).sum(1) > 1
+    tied |= (values[:, 1:] == values[:, :-1]).any(1)
+    if tied.any():
+        rows = tied.nonzero().squeeze(1)
+        idx[rows] = torch.sort(scores[rows], dim=1, descending=True, stable=True).indices[:, :k]
+    return idx
+
+
 def per_user_topk(scores: torch.Tensor, truth, ks: Sequence[int] = (10, 20),
                   exclude=None) -> dict[str, torch.Tensor]:
     """Every metric for every evaluated user (the building block of the averages).
@@ -111,8 +129,7 @@ def per_user_topk(scores: torch.Tensor, truth, ks: Sequence[int] = (10, 20),
         scores = scores.masked_fill(excluded, float("-inf"))
 
     k_max = min(max(ks), n_items)
-    # Stable sort: equal scores keep item order, so the lower index ranks first.
-    ranked = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_max]
+    ranked = top_items(scores, k_max)
     hit = relevant.gather(1, ranked)
     if exclude is not None:
         hit &= ~excluded.gather(1, ranked)

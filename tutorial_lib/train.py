@@ -186,7 +186,7 @@ def _save(path: Path, state: dict) -> None:
 def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         weight_decay: float = 0.0, batch_size: int = 400, optimizer=None, eval_every: int = 5,
         patience: int | None = 20, metric: str = "recall@20", ks=(10, 20),
-        eval_batch_size: int = 1024, mask_history: bool = True, test: bool = True,
+        eval_batch_size: int = 1024, mask_history: bool = True, test: bool | str = "best",
         checkpoint: str | os.PathLike | None = None, resume: bool = False, device="auto",
         seed: int = 0, progress: bool = True, log_every: int | None = None) -> History:
     """Train ``model`` on ``data`` with early stopping on ``metric``; return the History.
@@ -203,8 +203,9 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         patience: stop once ``epoch - best_epoch >= patience`` at an evaluation (None: never).
         metric: validation metric to maximise, one of ``metric_names(ks)``.
         ks, eval_batch_size, mask_history: passed to :func:`tutorial_lib.metrics.evaluate`.
-        test: also evaluate the test split at each evaluation (``best_test`` is the test
-            result at the best validation epoch).
+        test: ``"best"`` evaluates the test split whenever validation improves (enough for
+            ``best_test``, the test result at the best validation epoch), ``True`` at every
+            evaluation (for test curves), ``False`` never.
         checkpoint: path written (atomically) at every evaluation.
         resume: continue from ``checkpoint`` if it exists (else start afresh); a run that
             stopped early stays stopped, one that reached its ``epochs`` trains on to a
@@ -273,10 +274,11 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             t0 = time.perf_counter()
             valid = run_eval("valid")
             history.valid.append((epoch, valid))
-            if test:
+            improved = valid[metric] > history.best_valid.get(metric, -math.inf)
+            if test is True or (test == "best" and improved):
                 history.test.append((epoch, run_eval("test")))
             history.eval_seconds += time.perf_counter() - t0
-            if valid[metric] > history.best_valid.get(metric, -math.inf):
+            if improved:
                 history.best_epoch, history.best_valid = epoch, valid
                 history.best_test = history.test[-1][1] if test else {}
                 best_state = _cpu_state(model)
