@@ -1,0 +1,114 @@
+"""Baselines in the model protocol: EASE's closed form by hand, Mult-VAE learning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from tutorial_lib.data import InteractionData
+from tutorial_lib.metrics import evaluate
+from tutorial_lib.models.ease import EASE
+from tutorial_lib.models.multivae import MultiVAE
+from tutorial_lib.models.popularity import Popularity
+from tutorial_lib.train import fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # small models: a second OpenMP thread only adds contention on a shared CPU
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(synthetic):
+    return synthetic[0]
+
+
+def tiny(train):
+    train = sp.csr_matrix(np.asarray(train, dtype=np.float32))
+    empty = sp.csr_matrix(train.shape, dtype=np.float32)
+    return InteractionData(train=train, valid=empty, test=empty)
+
+
+def test_ease_hand_computed_case():
+    # X = [[1,1,0],[0,1,1]], lambda = 1: G = X^T X + I = [[2,1,0],[1,3,1],[0,1,2]], det 8,
+    # P = G^-1 = [[5,-2,1],[-2,4,-2],[1,-2,5]] / 8, B_ij = -P_ij / P_jj, B_jj = 0
+    data = tiny([[1, 1, 0], [0, 1, 1]])
+    ease = EASE(lam=1.0).fit(data)
+    B = torch.tensor([[0.0, 0.5, -0.2], [0.4, 0.0, 0.4], [-0.2, 0.5, 0.0]])
+    torch.testing.assert_close(ease.B, B)
+    torch.testing.assert_close(ease.score(data, [0, 1]),
+                               torch.tensor([[0.4, 0.5, 0.2], [0.2, 0.5, 0.4]]))
+
+
+def test_ease_solves_the_constrained_least_squares(data):
+    # KKT: (X^T X + lambda I) B - X^T X is diagonal (the Lagrange multipliers), diag(B) = 0
+    lam = 30.0
+    B = EASE(lam).fit(data).B.double().numpy()
+    G = (data.train.T @ data.train).toarray().astype(np.float64)
+    residual = (G + lam * np.eye(len(G))) @ B - G
+    off = residual - np.diag(np.diag(residual))
+    assert np.abs(off).max() < 1e-3 * np.abs(G).max()
+    assert np.all(np.diag(B) == 0)
+
+
+def test_ease_bad_input(data):
+    with pytest.raises(ValueError, match="lam"):
+        EASE(lam=0)
+    with pytest.raises(RuntimeError, match="fit"):
+        EASE().score(data, [0])
+    with pytest.raises(ValueError, match="items"):
+        EASE(10).fit(tiny([[1, 0], [0, 1]])).score(data, [0])
+
+
+def test_ease_beats_popularity(data):
+    pop = Popularity().fit(data)
+    ease = EASE(100.0).fit(data)
+    recall = {name: evaluate(lambda u: m.score(data, u), data, "test")["recall@20"]
+              for name, m in (("pop", pop), ("ease", ease))}
+    assert recall["ease"] > 2 * recall["pop"]
+
+
+def test_multivae_shapes_and_annealing():
+    vae = MultiVAE(30, hidden=[8], latent=4, total_anneal_steps=10, anneal_cap=0.3)
+    logits, mu, logvar = vae(torch.rand(5, 30))
+    assert logits.shape == (5, 30) and mu.shape == logvar.shape == (5, 4)
+    assert vae.beta == 0.0
+    x = (torch.rand(5, 30) < 0.3).float()
+    for _ in range(2):
+        vae.loss(x)
+    assert vae.beta == pytest.approx(0.2)               # 2 updates / 10
+    for _ in range(5):
+        vae.loss(x)
+    assert vae.beta == pytest.approx(0.3)               # capped
+    assert "update_count" in vae.state_dict()          # annealing survives a checkpoint
+
+
+def test_multivae_eval_is_deterministic():
+    torch.manual_seed(0)
+    vae = MultiVAE(30, hidden=[8], latent=4).eval()
+    x = torch.rand(3, 30)
+    torch.testing.assert_close(vae(x)[0], vae(x)[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_items": 0}, "n_items"), ({"n_items": 10, "dropout": 1.5}, "dropout"),
+    ({"n_items": 10, "latent": 0}, "latent"), ({"n_items": 10, "total_anneal_steps": 0}, "anneal"),
+])
+def test_multivae_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MultiVAE(**kwargs)
+
+
+def test_multivae_learns_beats_popularity(data):
+    pop = Popularity().fit(data)
+    pop_recall = evaluate(lambda u: pop.score(data, u), data, "test")["recall@20"]
+    torch.manual_seed(0)
+    vae = MultiVAE(data.n_items, hidden=[64], latent=32, total_anneal_steps=200)
+    hist = fit(vae, data, epochs=20, lr=1e-2, eval_every=5, batch_size=100, progress=False, seed=0)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.best_test["recall@20"] > 2 * pop_recall

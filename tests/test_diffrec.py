@@ -1,0 +1,178 @@
+"""DiffRec: the denoiser's layout, bad configurations, learning, resume, score caching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tutorial_lib.metrics import evaluate
+from tutorial_lib.models.diffrec import DiffRec, DiffRecMLP, mlp_dims
+from tutorial_lib.models.popularity import Popularity
+from tutorial_lib.train import fit
+
+SMALL = {"dims": [64], "T": 5}          # a DiffRec that trains in a second on the synthetic set
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Models this small gain nothing from a second thread, and on a shared CPU two OpenMP
+    # threads spin against each other (measured: 10 epochs 5.7 s with one, 42 s with two).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(synthetic):
+    return synthetic[0]
+
+
+def test_mlp_dims_follow_the_paper():
+    # dims=[200, 600]: (I + 10) -> 600 -> 200 -> 600 -> I
+    assert mlp_dims(2810, [200, 600]) == ([2810, 600, 200], [200, 600, 2810])
+    net = DiffRecMLP(*mlp_dims(50, [8, 16]), emb_size=10)
+    shapes = [tuple(layer.weight.shape) for layer in [*net.in_layers, *net.out_layers]]
+    assert shapes == [(16, 60), (8, 16), (16, 8), (50, 16)]        # (out, in) per Linear
+    out = net(torch.rand(7, 50), torch.randint(0, 5, (7,)))
+    assert out.shape == (7, 50)
+
+
+def test_mlp_has_no_tanh_on_its_output():
+    torch.manual_seed(0)
+    net = DiffRecMLP([4, 3], [3, 4], dropout=0.0)
+    with torch.no_grad():
+        net.out_layers[-1].bias.fill_(5.0)          # a tanh at the end would cap outputs at 1
+    assert (net(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long)) > 1.5).all()
+
+
+def test_mlp_step_embedding_matters():
+    torch.manual_seed(0)
+    net = DiffRecMLP([6, 4], [4, 6], dropout=0.0).eval()
+    x = torch.rand(1, 6)
+    assert not torch.allclose(net(x, torch.tensor([0])), net(x, torch.tensor([3])))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"in_dims": [10, 5], "out_dims": [6, 10]}, "out_dims\\[0\\]"),
+    ({"in_dims": [10, 5], "out_dims": [5, 9]}, "out_dims\\[-1\\]"),
+    ({"in_dims": [10], "out_dims": [10]}, ">= 2 positive integers"),
+    ({"in_dims": [10, 5], "out_dims": [5, 10], "time_type": "add"}, "time_type"),
+    ({"in_dims": [10, 5], "out_dims": [5, 10], "emb_size": 3}, "emb_size"),
+    ({"in_dims": [10, 5], "out_dims": [5, 10], "dropout": 1.0}, "dropout"),
+])
+def test_mlp_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DiffRecMLP(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mean_type": "v"}, "mean_type"),
+    ({"T": 0}, "T"),
+    ({"sampling_steps": 41}, "sampling_steps"),
+    ({"step_sampling": "greedy"}, "method"),
+    ({"noise_schedule": "nope"}, "unknown schedule"),
+    ({"noise_min": 0.02, "noise_max": 0.01}, "noise_min < noise_max"),
+    ({"dims": [200, 0]}, "positive integers"),
+])
+def test_diffrec_bad_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DiffRec(100, **kwargs)
+
+
+def test_mlp_rejects_wrong_input_width():
+    net = DiffRecMLP([10, 5], [5, 10])
+    with pytest.raises(ValueError, match="x_t must have shape"):
+        net(torch.rand(2, 11), torch.zeros(2, dtype=torch.long))
+
+
+def test_data_with_other_item_count_is_an_error(data):
+    model = DiffRec(data.n_items + 1, **SMALL)
+    with pytest.raises(ValueError, match="items"):
+        next(model.batches(data, 10))
+
+
+def test_batches_cover_every_user_once(data):
+    model = DiffRec(data.n_items, **SMALL)
+    rows = torch.cat(list(model.batches(data, 128, torch.Generator().manual_seed(0))))
+    assert rows.shape == (data.n_users, data.n_items)
+    # a permutation of the train rows: same multiset of row sums, same total
+    assert rows.sum() == data.train.sum()
+    assert sorted(rows.sum(1).tolist()) == sorted(np.asarray(data.train.sum(1)).ravel().tolist())
+
+
+def test_loss_is_a_finite_scalar_and_feeds_the_sampler(data):
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, **SMALL)
+    x0 = next(model.batches(data, 64, torch.Generator().manual_seed(0)))
+    loss = model.loss(x0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    # each of the T = 5 steps keeps its last 10 losses: 64 draws fill between 5 and 50 slots
+    assert 5 <= int(model.sampler.count.sum()) <= 50
+    assert (model.sampler.loss_history.sum(1) > 0).sum() == (model.sampler.count > 0).sum()
+
+
+def test_diffrec_learns_beats_popularity(data):
+    pop = Popularity().fit(data)
+    pop_recall = evaluate(lambda u: pop.score(data, u), data, "test")["recall@20"]
+    model = DiffRec(data.n_items, **SMALL)
+    hist = fit(model, data, epochs=10, eval_every=5, batch_size=100, progress=False, seed=0)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    # popularity ~0.08 here; DiffRec finds each user's interest clusters (~0.35)
+    assert hist.best_test["recall@20"] > 2 * pop_recall
+
+
+def test_valid_and_test_share_one_reverse_chain(data):
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, **SMALL).eval()
+    calls = []
+    model.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    users = torch.arange(20)
+    valid = model.score(data, users, "valid")
+    test = model.score(data, users, "test")
+    assert len(calls) == 5                            # T forward passes, not 2T
+    assert torch.equal(valid, test)
+    # and the cache is invalidated by a weight update
+    with torch.no_grad():
+        model.denoiser.out_layers[-1].bias.add_(1.0)
+    assert not torch.equal(model.score(data, users, "test"), test)
+    assert len(calls) == 10
+
+
+def test_score_equals_the_reverse_chain_from_the_training_row(data):
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, **SMALL).eval()
+    users = torch.tensor([3, 1, 4])
+    x = torch.as_tensor(data.train[users.numpy()].toarray())
+    expected = model.diffusion.p_sample(model.denoiser, x, steps=0)
+    torch.testing.assert_close(model.score(data, users), expected)
+
+
+def test_checkpoint_resume_gives_the_same_model(data, tmp_path):
+    kw = dict(epochs=6, eval_every=2, batch_size=100, progress=False, seed=3)
+
+    def new_model():
+        torch.manual_seed(0)                  # the same initial weights each time
+        return DiffRec(data.n_items, **SMALL)
+
+    reference = new_model()
+    ref_hist = fit(reference, data, **kw)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_5(epoch):
+        if epoch == 5:
+            raise Interrupt
+
+    ckpt = tmp_path / "diffrec.pt"
+    first = new_model()
+    first.on_epoch_end = stop_at_5
+    with pytest.raises(Interrupt):
+        fit(first, data, checkpoint=ckpt, **kw)
+    resumed = DiffRec(data.n_items, **SMALL)      # weights come from the checkpoint
+    hist = fit(resumed, data, checkpoint=ckpt, resume=True, **kw)
+    assert hist.train_loss == pytest.approx(ref_hist.train_loss)
+    assert hist.best_test == pytest.approx(ref_hist.best_test)
+    for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)

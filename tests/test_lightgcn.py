@@ -1,0 +1,90 @@
+"""LightGCN: the normalised graph by hand, propagation, BPR sampling, and that it learns."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from tutorial_lib.data import InteractionData
+from tutorial_lib.metrics import evaluate
+from tutorial_lib.models.lightgcn import LightGCN, item_embeddings, normalized_adjacency
+from tutorial_lib.models.popularity import Popularity
+from tutorial_lib.train import fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models on a shared 2-core machine: one thread is faster and bit-reproducible."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_data():
+    # user 0 clicked items 0 and 1, user 1 clicked item 0; item 2 never clicked
+    train = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32))
+    empty = sp.csr_matrix((2, 3), dtype=np.float32)
+    return InteractionData(train, empty, empty)
+
+
+def test_normalized_adjacency_by_hand():
+    A = normalized_adjacency(tiny_data().train).toarray()
+    # nodes: u0, u1, i0, i1, i2; degrees 2, 1, 2, 1, 0
+    expected = np.zeros((5, 5), dtype=np.float32)
+    expected[0, 2] = expected[2, 0] = 1 / np.sqrt(2 * 2)
+    expected[0, 3] = expected[3, 0] = 1 / np.sqrt(2 * 1)
+    expected[1, 2] = expected[2, 1] = 1 / np.sqrt(1 * 2)
+    np.testing.assert_allclose(A, expected, rtol=1e-6)
+
+
+def test_propagation_is_the_layer_mean():
+    data = tiny_data()
+    model = LightGCN(data, dim=4, layers=2)
+    E0 = model.embedding.weight.detach()
+    A = torch.as_tensor(normalized_adjacency(data.train).toarray())
+    E = (E0 + A @ E0 + A @ A @ E0) / 3
+    users, items = model.propagate()
+    torch.testing.assert_close(users.detach(), E[:2])
+    torch.testing.assert_close(items.detach(), E[2:])
+    mf = LightGCN(data, dim=4, layers=0)        # K = 0 is matrix factorisation
+    torch.testing.assert_close(mf.propagate()[1].detach(), mf.embedding.weight.detach()[2:])
+
+
+def test_bpr_batches_cover_each_pair_once_with_true_negatives(synthetic):
+    data, _ = synthetic
+    model = LightGCN(data, dim=8)
+    batch = torch.cat(list(model.batches(data, 1000, torch.Generator().manual_seed(0))))
+    u, i, j = batch.numpy().T
+    assert len(batch) == data.train.nnz
+    assert np.asarray(data.train[u, i]).all()                 # every (u, i) is a training pair
+    assert not np.asarray(data.train[u, j]).any()             # every j is a negative
+    assert len(set(zip(u.tolist(), i.tolist()))) == data.train.nnz
+
+
+def test_lightgcn_learns_and_beats_popularity(synthetic):
+    data, _ = synthetic
+    pop = Popularity().fit(data)
+    pop_recall = evaluate(lambda u: pop.score(data, u), data, "test")["recall@20"]
+    torch.manual_seed(0)
+    model = LightGCN(data, dim=32)
+    h = fit(model, data, epochs=4, lr=1e-2, batch_size=512, optimizer="adam", eval_every=2,
+            device="cpu", progress=False)
+    assert h.train_loss[-1] < h.train_loss[0]
+    assert h.best_test["recall@20"] > pop_recall + 0.1
+
+
+def test_item_embeddings_are_seeded(synthetic):
+    data, _ = synthetic
+    a = item_embeddings(data, dim=8, epochs=1, batch_size=4096, device="cpu", seed=3, progress=False)
+    b = item_embeddings(data, dim=8, epochs=1, batch_size=4096, device="cpu", seed=3, progress=False)
+    assert a.shape == (data.n_items, 8)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_configuration_raises():
+    with pytest.raises(ValueError, match="dim"):
+        LightGCN(tiny_data(), dim=0)
+    with pytest.raises(ValueError, match="layers"):
+        LightGCN(tiny_data(), layers=-1)

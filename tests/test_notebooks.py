@@ -1,0 +1,217 @@
+"""The notebooks: executed with papermill (FAST=True), their committed form, nbval.
+
+* ``test_notebook_runs`` executes every ``notebooks/[0-9]*.ipynb`` (a new notebook is tested
+  without editing this file) into ``build/``; a failure names the cell that raised.
+* ``test_records_*`` assert on the values notebooks ``record(...)`` (tutorial_lib.notebook).
+* ``test_committed_policy`` checks the output policy of notebooks/README.md on the
+  committed files (no kernel needed, so it runs in ``make test-fast`` too).
+* ``test_nbval`` re-executes the committed notebooks with nbval and compares outputs.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from tutorial_lib.notebook import execute, load_course_data, read_notebook, record_bundle
+from tutorial_lib.notebook import main as notebook_main
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+BUILD = REPO / "build"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
+NOTEBOOK_TIMEOUT = 300  # s for a whole notebook: a hang guard (the goal, < 60 s, is in README)
+REQUIRED_PARAMETERS = {"FAST": True, "DATASET": "synthetic", "DEVICE": "auto", "SEED": 0}
+
+_executed: dict[str, dict] = {}
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def run_notebook(path: Path, durations: dict) -> dict:
+    """Execute once per session (FAST=True); return the recorded values."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if path.stem not in _executed:
+        out = BUILD / path.name
+        try:
+            durations[path.stem] = execute(path, out, timeout=NOTEBOOK_TIMEOUT)
+        except PapermillExecutionError as err:
+            source = "\n".join("    " + line for line in err.source.splitlines())
+            pytest.fail(f"{path.name}: cell {err.cell_index} (In [{err.exec_count}]) raised "
+                        f"{err.ename}: {err.evalue}\n{source}\nexecuted copy: {out}",
+                        pytrace=False)
+        _executed[path.stem] = read_notebook(out)
+    return _executed[path.stem]
+
+
+def _notebook(stem: str) -> Path:
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
+    if not path.exists():
+        pytest.skip(f"{path.name} not written yet")
+    return path
+
+
+# --------------------------------------------------------------------------- record / read
+def test_record_round_trip(tmp_path):
+    bundle = record_bundle("metrics", {"recall@20": np.float32(0.25), "per_step": torch.arange(3)})
+    assert bundle["text/plain"] == 'metrics = {"recall@20": 0.25, "per_step": [0, 1, 2]}'
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("record(...)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bundle),
+                    nbformat.v4.new_output("display_data", data=record_bundle("x", 1)),
+                    nbformat.v4.new_output("display_data", data=record_bundle("x", 2))]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+    assert read_notebook(path) == {"metrics": {"recall@20": 0.25, "per_step": [0, 1, 2]}, "x": 2}
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("", 1, "non-empty string name"),
+    ("a", object(), "JSON-able"),
+    ("a", float("nan"), "non-finite"),
+    ("a", [1.0, float("inf")], "non-finite"),
+])
+def test_record_rejects(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        record_bundle(name, value)
+
+
+def test_read_notebook_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        read_notebook(tmp_path / "absent.ipynb")
+
+
+def test_run_all_without_notebooks(capsys):
+    assert notebook_main(["run-all", "--out", "build"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_load_course_data_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown DATASET"):
+        load_course_data("ml-100k")
+
+
+# --------------------------------------------------------------------------- papermill
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs(path, notebook_durations):
+    run_notebook(path, notebook_durations)
+
+
+@pytest.mark.notebooks
+def test_records_00(notebook_durations):
+    rec = run_notebook(_notebook("00_recommendation_as_denoising"), notebook_durations)
+    # the hand example's metrics are fixed numbers (worked out in the notebook's markdown)
+    assert rec["hand_recall@2"] == pytest.approx(0.5)
+    assert rec["hand_ndcg@2"] == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    pop = rec["popularity_valid"]
+    assert 0 < pop["recall@20"] <= 1 and 0 < pop["ndcg@20"] <= 1
+    # popularity is a real baseline: better than ranking at random on the synthetic data
+    assert pop["recall@20"] > rec["random_valid"]["recall@20"]
+
+
+@pytest.mark.notebooks
+def test_records_01(notebook_durations):
+    rec = run_notebook(_notebook("01_noise_schedules"), notebook_durations)
+    # DiffuRec's truncated-linear schedule at T = 32, as published
+    assert rec["diffurec_beta_1"] == pytest.approx(0.013125)
+    assert rec["diffurec_beta_T"] == pytest.approx(0.635)
+    # DiffRec's linear-var schedule keeps most of the signal at T: 1 - alpha_bar_T = scale*max
+    assert rec["diffrec_alpha_bar_T"] == pytest.approx(1 - 0.005 * 0.01)
+    assert rec["image_alpha_bar_T"] < 0.01
+
+
+@pytest.mark.notebooks
+def test_records_02(notebook_durations):
+    rec = run_notebook(_notebook("02_forward_reverse_elbo"), notebook_durations)
+    for toy in ("toy", "interactions"):
+        terms = rec[f"elbo_terms_{toy}"]
+        values = [terms["reconstruction"], terms["prior_matching"], *terms["denoising_matching"]]
+        assert all(math.isfinite(v) for v in values), terms
+        assert terms["prior_matching"] >= 0 and min(terms["denoising_matching"]) >= 0
+    # Monte Carlo of the Markov chain agrees with the closed form q(x_t | x_0)
+    assert rec["mc_max_abs_error_mean"] < 0.05 and rec["mc_max_abs_error_std"] < 0.05
+    # the KL between equal-variance Gaussians is the SNR-weighted MSE, up to rounding
+    assert rec["kl_vs_mse_max_rel_diff"] < 1e-4
+
+
+# --------------------------------------------------------------------------- committed files
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+
+
+def _assignments(source: str) -> dict:
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        values[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        values[target.id] = ...
+    return values
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_policy(path):
+    """Output policy (notebooks/README.md): committed WITH outputs of one clean FAST run."""
+    nb = nbformat.read(path, as_version=4)
+    name = path.name
+    assert nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
+        f"{name}: the first cell must be a markdown title ('# ...')"
+    code = _code_cells(nb)
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), \
+        f"{name}: the first code cell must carry the 'parameters' tag (papermill)"
+    params = _assignments(first.source)
+    for key, default in REQUIRED_PARAMETERS.items():
+        assert key in params, f"{name}: the parameters cell must define {key}"
+    assert params["FAST"] is True, f"{name}: FAST must default to True (committed outputs are FAST)"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), \
+        (f"{name}: execution counts {counts} are not 1..{len(code)}: outputs are stale or "
+         f"partial; regenerate with `python -m tutorial_lib.notebook refresh {path.relative_to(REPO)}`")
+    for cell in code:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: committed outputs contain an error in\n{cell.source[:200]}"
+        last = cell.source.rstrip().splitlines()[-1]
+        assert not last.rstrip().endswith(";") or last.lstrip().startswith("#"), \
+            (f"{name}: a cell ends with ';' ({last.strip()!r}); nbval ignores the ';' and shows the "
+             f"value, so assign instead (fig = ...)")
+        tree = ast.parse(_strip_magics(cell.source))
+        classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        assert not classes, f"{name}: defines class {classes}; models belong in tutorial_lib"
+    assert "papermill" not in nb.metadata, \
+        f"{name}: committed with papermill metadata; use `python -m tutorial_lib.notebook refresh`"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "<summary>Solution</summary>" in text, f"{name}: exercises need hidden solutions"
+
+
+def _strip_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+# --------------------------------------------------------------------------- nbval
+@pytest.mark.notebooks
+def test_nbval():
+    """Re-execute the committed notebooks and compare deterministic outputs (nbval)."""
+    if not NOTEBOOKS:
+        pytest.skip("no notebooks yet")
+    cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
+           "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider",
+           "-q", "-o", "addopts=", *[str(p.relative_to(REPO)) for p in NOTEBOOKS]]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"nbval failed ({' '.join(cmd)}):\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"

@@ -1,0 +1,77 @@
+"""The 1-D toy of notebooks 01-02: mixture sampling, its diffused density, the tiny denoiser."""
+import math
+
+import pytest
+import torch
+
+from tutorial_lib import schedules
+from tutorial_lib.diffusion import GaussianDiffusion, StepSampler
+from tutorial_lib.models import toy
+
+
+def test_mixture_marginal_pdf_closed_form():
+    grid = torch.linspace(-12, 12, 4001, dtype=torch.float64)
+    dx = (grid[1] - grid[0]).item()
+    for ab in (1.0, 0.5, 1e-9):
+        assert toy.mixture_marginal_pdf(grid, ab).sum().item() * dx == pytest.approx(1.0, abs=1e-6)
+    # alpha_bar = 1: the data density itself; hand-computed at x = -2 (first component's mean)
+    expected = 0.4 / math.sqrt(2 * math.pi * 0.09) + 0.6 * math.exp(-3.5 ** 2 / 0.5) / math.sqrt(2 * math.pi * 0.25)
+    assert toy.mixture_marginal_pdf(torch.tensor([-2.0]), 1.0).item() == pytest.approx(expected)
+    # alpha_bar -> 0: standard normal
+    z = torch.tensor([0.0, 1.0])
+    assert toy.mixture_marginal_pdf(z, 1e-12).numpy() == pytest.approx(
+        (torch.exp(-z ** 2 / 2) / math.sqrt(2 * math.pi)).numpy())
+
+
+def test_sample_mixture_matches_weights_and_moments():
+    x = toy.sample_mixture(20_000, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20_000, 1) and x.dtype == torch.float32
+    left = x[x < -0.25]
+    assert len(left) / len(x) == pytest.approx(0.4, abs=0.02)
+    assert left.mean().item() == pytest.approx(-2.0, abs=0.02)
+    assert left.std().item() == pytest.approx(0.3, abs=0.02)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="equal length"):
+        toy.sample_mixture(10, means=(0.0, 1.0), stds=(1.0,), weights=(1.0, 1.0))
+    with pytest.raises(ValueError, match="stds must be > 0"):
+        toy.sample_mixture(10, stds=(0.3, -1.0))
+    with pytest.raises(ValueError, match="even number"):
+        toy.timestep_embedding(torch.arange(3), 5)
+    with pytest.raises(ValueError, match=r"shape \(B, 1\)"):
+        toy.ToyDenoiser(dim=1)(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_timestep_embedding_values():
+    emb = toy.timestep_embedding(torch.tensor([0, 3]), 4)       # freqs 1 and 1/100
+    assert emb[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert emb[1].tolist() == pytest.approx([math.cos(3), math.cos(0.03), math.sin(3), math.sin(0.03)], abs=1e-6)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one CPU thread avoids thread start-up and contention on busy machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_denoiser_learns_the_toy(one_thread):
+    """Trained briefly, the eps-predictor's x0 error at small t beats predicting the data mean."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x0 = toy.sample_mixture(2000, generator=gen)
+    diffusion = GaussianDiffusion(schedules.get_betas("linear", 20), mean_type="eps")
+    model = toy.ToyDenoiser(dim=1, hidden=32)
+    sampler = StepSampler(20, method="importance", history=5)
+    hist = toy.train_denoiser(diffusion, model, x0, steps=300, batch_size=256, lr=3e-3,
+                              sampler=sampler, snapshot_every=100, generator=gen, progress=False)
+    assert sum(hist["loss"][-50:]) / 50 < 0.6 * sum(hist["loss"][:10]) / 10
+    assert [s for s, _ in hist["p_t"]] == [0, 100, 200] and sampler.warmed_up
+    t = torch.full((len(x0),), 2)
+    with torch.no_grad():
+        x_t = diffusion.q_sample(x0, t, generator=gen)
+        err = ((diffusion.predict_x0(model, x_t, t) - x0) ** 2).mean().item()
+    assert err < 0.1 * x0.var().item()

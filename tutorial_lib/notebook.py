@@ -1,0 +1,204 @@
+"""Notebook glue: record results inside an executed notebook, read them back, run notebooks.
+
+A notebook calls ``record("recall@20", 0.21)``. That displays one output carrying a custom
+MIME bundle::
+
+    {"application/x-tutorial-record": '{"name": "recall@20", "value": 0.21}',
+     "text/plain": "recall@20 = 0.21"}
+
+so the value is saved in the ``.ipynb`` itself (no side files, no scrapbook). Tests execute
+the notebook with papermill (``FAST=True``) and call ``read_notebook(path)["recall@20"]``.
+The payload is a JSON *string* (not a ``+json`` MIME type, which nbformat stores as a dict)
+so that nbval's sanitizers (tests/nbval_sanitize.cfg) see it as text, like ``text/plain``.
+
+Command line (``make tutorial`` uses the first form)::
+
+    python -m tutorial_lib.notebook run-all --out build notebooks/00_*.ipynb ...
+        execute each notebook with FAST=True (papermill), write build/NAME.ipynb and
+        build/NAME.html, print each duration; does nothing when given no notebooks.
+    python -m tutorial_lib.notebook refresh notebooks/01_noise_schedules.ipynb
+        re-execute in place with the notebook's own defaults (FAST=True), so the committed
+        outputs are regenerated in one step (see notebooks/README.md for the output policy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+RECORD_MIME = "application/x-tutorial-record"
+FAST_PARAMETERS = {"FAST": True}
+DEFAULT_TIMEOUT = 600  # seconds for a whole notebook; a guard against hangs, not a speed goal
+# the real data sets live beside the repository, never inside it
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = ("synthetic", "ml-1m_clean", "amazon_beauty")
+
+
+# --------------------------------------------------------------------------- data by name
+def load_course_data(name: str = "synthetic", root=None, seed: int = 0):
+    """The notebooks' ``DATASET`` parameter -> ``(InteractionData, SyntheticTruth or None)``.
+
+    ``synthetic`` is generated offline (with its ground truth); ``ml-1m_clean`` (DiffRec's
+    split) and ``amazon_beauty`` (DiffuRec's) are read from ``root`` (default
+    ``../shared/datasets`` beside the repository).
+    """
+    from . import data
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown DATASET {name!r}; choose one of {DATASETS}")
+    if name == "synthetic":
+        return data.make_synthetic(seed=seed)
+    root = Path(root) if root is not None else SHARED_DATASETS
+    path = root / "ml-1m_clean" if name == "ml-1m_clean" else root / "amazon_beauty" / "dataset.pkl"
+    if not path.exists():
+        raise FileNotFoundError(f"{name} not found at {path}; put the data there or use DATASET='synthetic'")
+    loaded = data.load_diffrec_npy(path) if name == "ml-1m_clean" else data.load_diffurec_pkl(path)
+    return loaded, None
+
+
+# --------------------------------------------------------------------------- recording
+def _jsonable(value):
+    """Convert numpy / torch scalars and arrays to plain Python; reject what JSON can't hold."""
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy array/scalar
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"record() got a non-finite number ({value}); JSON cannot hold it")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"record() needs a JSON-able value (numbers, strings, lists, dicts, "
+                     f"arrays); got {type(value).__name__}")
+
+
+def record_bundle(name: str, value) -> dict:
+    """The MIME bundle ``record`` displays: {RECORD_MIME: JSON string, "text/plain": summary}."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"record() needs a non-empty string name, got {name!r}")
+    value = _jsonable(value)
+    shown = json.dumps(value)
+    if len(shown) > 200:
+        shown = shown[:200] + " ..."
+    return {RECORD_MIME: json.dumps({"name": name, "value": value}), "text/plain": f"{name} = {shown}"}
+
+
+def record(name: str, value) -> None:
+    """Save ``value`` under ``name`` in the executing notebook's outputs (read by tests)."""
+    from IPython.display import display
+
+    display(record_bundle(name, value), raw=True)
+
+
+def read_notebook(path) -> dict:
+    """Return ``{name: value}`` for every ``record`` in an executed notebook (last one wins)."""
+    import nbformat
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}")
+    nb = nbformat.read(path, as_version=4)
+    records = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            payload = out.get("data", {}).get(RECORD_MIME)
+            if payload is not None:
+                payload = json.loads(payload if isinstance(payload, str) else "".join(payload))
+                records[payload["name"]] = payload["value"]
+    return records
+
+
+# --------------------------------------------------------------------------- executing
+def execute(notebook, out, parameters=None, timeout: float = DEFAULT_TIMEOUT,
+            progress: bool = False) -> float:
+    """Execute ``notebook`` with papermill into ``out``; return the wall time in seconds.
+
+    ``timeout`` bounds the *whole* notebook: each cell gets whatever time is left.
+    Raises papermill's ``PapermillExecutionError`` (it names the failing cell) on error;
+    the partly executed notebook is still written to ``out``.
+    """
+    import papermill as pm
+
+    notebook, out = Path(notebook), Path(out)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no notebook at {notebook}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    deadline = start + timeout
+    pm.execute_notebook(
+        str(notebook), str(out), parameters=dict(FAST_PARAMETERS if parameters is None else parameters),
+        kernel_name="python3", cwd=str(notebook.parent.resolve()), progress_bar=progress,
+        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
+    return time.monotonic() - start
+
+
+def to_html(notebook, out) -> Path:
+    """Convert an executed notebook to a standalone HTML page."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    Path(out).write_text(body, encoding="utf-8")
+    return Path(out)
+
+
+def refresh(notebook, timeout: float = DEFAULT_TIMEOUT) -> float:
+    """Re-execute ``notebook`` in place with its own defaults; return the wall time.
+
+    Uses nbclient directly (not papermill) so the committed file carries no papermill
+    metadata or injected-parameters cell: only fresh outputs, execution counts 1, 2, 3, ...
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = Path(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    start = time.monotonic()
+    deadline = start + timeout
+    NotebookClient(nb, kernel_name="python3", record_timing=False, store_widget_state=True,
+                   timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+                   resources={"metadata": {"path": str(notebook.parent.resolve())}}).execute()
+    nbformat.write(nb, notebook)
+    return time.monotonic() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tutorial_lib.notebook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_all = sub.add_parser("run-all", help="execute notebooks (FAST) into --out, with HTML")
+    run_all.add_argument("--out", default="build", help="output folder (default: build)")
+    run_all.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                         help="seconds allowed per notebook")
+    run_all.add_argument("notebooks", nargs="*", type=Path)
+    ref = sub.add_parser("refresh", help="re-execute notebooks in place (committed outputs)")
+    ref.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    ref.add_argument("notebooks", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+
+    failed = 0
+    for nb in args.notebooks:
+        try:
+            if args.command == "run-all":
+                out = Path(args.out) / nb.name
+                seconds = execute(nb, out, timeout=args.timeout)
+                to_html(out, out.with_suffix(".html"))
+            else:
+                seconds = refresh(nb, timeout=args.timeout)
+            print(f"{nb.name:45s} {seconds:7.1f} s", flush=True)
+        except Exception as err:  # report every notebook, fail at the end
+            failed += 1
+            print(f"{nb.name:45s}  FAILED: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+    if not args.notebooks:
+        print("no notebooks given; nothing to do")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Plots and widgets for the notebooks, one section per notebook.
+
+Every function draws with matplotlib/seaborn and returns the ``Figure`` (or takes an ``ax``),
+so it works headless, in HTML exports and in tests. Every widget has a *static twin*: the
+function behind the widget, called at the default slider values, draws the same figure
+without a kernel (widget state is lost in headless runs: papermill#400, nbconvert#1214).
+Only core ipywidgets are used.
+
+Sections: general style | 00 implicit feedback | 01 noise schedules | 02 forward, reverse, ELBO.
+Add a section per notebook; keep each function short and its arguments plain tensors/arrays.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+# =========================================================================== general
+def set_style(dpi: int = 80) -> None:
+    """One look for every notebook: seaborn's whitegrid, small figures (small .ipynb files)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({"figure.dpi": dpi, "figure.figsize": (7, 3.5), "savefig.dpi": dpi})
+
+
+# =========================================================================== 00 implicit feedback
+def plot_preference_vs_clicks(preference, observed, false_pos=None, false_neg=None, title=None):
+    """Heatmaps side by side: true preference (users x items) and the observed clicks.
+
+    preference (U, I) true (possibly graded) preference; observed (U, I) 0/1 clicks;
+    false_pos / false_neg (U, I) bool masks of injected noise, outlined in the clicks panel
+    (red x: clicked but not preferred; blue o: preferred, exposed, not clicked).
+    """
+    preference, observed = _np(preference), _np(observed)
+    if preference.shape != observed.shape or preference.ndim != 2:
+        raise ValueError(f"preference and observed must be 2-D of one shape, got "
+                         f"{preference.shape} and {observed.shape}")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * preference.shape[0] + 1.5), sharey=True)
+    from matplotlib.colors import PowerNorm
+
+    sns.heatmap(preference, ax=axes[0], cmap="viridis", cbar=True, xticklabels=False,
+                norm=PowerNorm(0.5, vmin=0, vmax=float(preference.max())))
+    axes[0].set(title="true preference (square-root colour scale)", xlabel="item", ylabel="user")
+    sns.heatmap(observed, ax=axes[1], cmap="Greys", cbar=False, xticklabels=False, vmin=0, vmax=1)
+    axes[1].set(title="observed clicks (training)", xlabel="item")
+    for mask, marker, color, label in ((false_pos, "x", "tab:red", "false positive (noise click)"),
+                                       (false_neg, "o", "tab:blue", "false negative (missed)")):
+        if mask is not None:
+            u, i = np.nonzero(_np(mask))
+            style = dict(facecolors="none", edgecolors=color) if marker == "o" else dict(c=color)
+            axes[1].scatter(i + 0.5, u + 0.5, marker=marker, s=25, label=label, **style)
+    if false_pos is not None or false_neg is not None:
+        axes[1].legend(loc="upper right", bbox_to_anchor=(1.0, -0.02), ncol=2, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(results: dict, metrics=("recall@20", "ndcg@20"), ax=None):
+    """Bar chart of {model name: {metric: value}} for the chosen metrics."""
+    rows = [(model, m, vals[m]) for model, vals in results.items() for m in metrics]
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["model", "metric", "value"])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    sns.barplot(df, x="metric", y="value", hue="model", ax=ax)
+    ax.set(xlabel="", ylabel="")
+    return ax.figure
+
+
+# =========================================================================== 01 noise schedules
+def schedule_frame(betas_by_name: dict):
+    """Long DataFrame (schedule, t, beta, alpha_bar, snr) for schedules {name: betas (T,)}.
+
+    ``t`` is the paper's step 1..T divided by T, so schedules of different T line up.
+    """
+    import pandas as pd
+
+    frames = []
+    for name, betas in betas_by_name.items():
+        b = torch.as_tensor(betas, dtype=torch.float64)
+        ab = torch.cumprod(1 - b, 0)
+        frames.append(pd.DataFrame({"schedule": name, "t/T": np.arange(1, len(b) + 1) / len(b),
+                                    "beta_t": _np(b), "alpha_bar_t": _np(ab),
+                                    "SNR(t)": _np(ab / (1 - ab))}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_schedules(betas_by_name: dict, axes=None):
+    """Three panels: beta_t, alpha_bar_t and SNR(t) (log scale) against t/T, one line per schedule."""
+    df = schedule_frame(betas_by_name)
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, col in zip(axes, ("beta_t", "alpha_bar_t", "SNR(t)")):
+        sns.lineplot(df, x="t/T", y=col, hue="schedule", ax=ax, legend=ax is axes[-1])
+        ax.set_title(col)
+    axes[0].set_yscale("log")
+    axes[2].set_yscale("log")
+    if axes[-1].get_legend() is not None:
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    axes[0].figure.tight_layout()
+    return axes[0].figure
+
+
+def plot_marginals(samples_by_step: dict, pdf_by_step: dict | None = None, grid=None, bins: int = 60):
+    """Histograms of samples, one panel per key {t or label: (N,)}; optional pdf overlay {key: (G,)}."""
+    steps = list(samples_by_step)
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.6 * len(steps), 2.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, t in zip(axes, steps):
+        ax.hist(_np(samples_by_step[t]).ravel(), bins=bins, density=True, color="tab:blue", alpha=0.5)
+        if pdf_by_step is not None and grid is not None:
+            ax.plot(_np(grid), _np(pdf_by_step[t]), color="black", lw=1.2, label="q(x_t), closed form")
+        ax.set_title(f"t = {t}" if isinstance(t, int) else str(t))
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("density")
+    if pdf_by_step is not None:
+        axes[-1].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_noised_vectors(vectors: dict, items=None, ax=None):
+    """One row per labelled vector {label: (I,)} as a heatmap strip: a user's x_0 and its x_t's."""
+    labels = list(vectors)
+    mat = np.stack([_np(v).ravel() for v in vectors.values()])
+    if items is not None:
+        mat = mat[:, items]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 0.45 * len(labels) + 1))
+    lim = max(1.0, float(np.abs(mat).max()))
+    sns.heatmap(mat, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, yticklabels=labels,
+                xticklabels=False, cbar_kws={"label": "value"})
+    ax.set_xlabel("item")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def draw_schedule(schedule: str = "linear-var", T: int = 40, noise_scale: float = 0.005,
+                  noise_min: float = 0.005, noise_max: float = 0.01, axes=None):
+    """The schedule explorer's figure (its static twin): the chosen schedule vs DiffRec's default.
+
+    ``noise_scale``, ``noise_min`` and ``noise_max`` only affect ``linear-var``.
+    """
+    from . import schedules
+
+    kwargs = {}
+    if schedule in ("linear-var", "linear_var"):
+        kwargs = dict(noise_scale=noise_scale, noise_min=noise_min, noise_max=noise_max)
+    try:
+        betas = {f"{schedule} (T={T})": schedules.get_betas(schedule, T, **kwargs)}
+    except ValueError as err:  # a slider combination the schedule rejects: say why, keep going
+        fig = axes[0].figure if axes is not None else plt.figure(figsize=(13, 3.6))
+        fig.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True)
+        return fig
+    betas["DiffRec default (linear-var, T=40)"] = schedules.get_betas("linear-var", 40)
+    return plot_schedules(betas, axes=axes)
+
+
+def schedule_explorer():
+    """Sliders for schedule, T, noise_scale, noise_min, noise_max -> live ``draw_schedule`` plots.
+
+    Returns the widget box; display it as the last expression of a cell. Without a live
+    kernel, call ``draw_schedule()`` (same figure at the default values).
+    """
+    import ipywidgets as w
+    from . import schedules
+
+    controls = dict(
+        schedule=w.Dropdown(options=list(schedules.SCHEDULES), value="linear-var", description="schedule"),
+        T=w.IntSlider(value=40, min=2, max=1000, step=1, description="T"),
+        noise_scale=w.FloatLogSlider(value=0.005, base=10, min=-4, max=0, description="noise_scale"),
+        noise_min=w.FloatLogSlider(value=0.005, base=10, min=-4, max=0, description="noise_min"),
+        noise_max=w.FloatLogSlider(value=0.01, base=10, min=-4, max=0, description="noise_max"),
+    )
+    out = w.interactive_output(lambda **kw: (draw_schedule(**kw), plt.show()), controls)
+    return w.VBox([w.HBox([controls["schedule"], controls["T"]]),
+                   w.HBox([controls["noise_scale"], controls["noise_min"], controls["noise_max"]]), out])
+
+
+# =========================================================================== 02 forward, reverse, ELBO
+def plot_mc_check(t_steps, closed_mean, closed_std, chain_mean, chain_std, ax=None):
+    """Closed-form mean/std of q(x_t|x_0) (lines) against Monte Carlo over the Markov chain (dots)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    t = _np(t_steps)
+    ax.plot(t, _np(closed_mean), color="tab:blue", label="closed form: mean")
+    ax.plot(t, _np(closed_std), color="tab:orange", label="closed form: std")
+    ax.scatter(t, _np(chain_mean), s=12, color="tab:blue", marker="o", label="Markov chain (MC): mean")
+    ax.scatter(t, _np(chain_std), s=12, color="tab:orange", marker="s", label="Markov chain (MC): std")
+    ax.set(xlabel="step t", title="q(x_t | x_0): one-shot formula vs t small steps")
+    ax.legend(fontsize=8, frameon=False)
+    return ax.figure
+
+
+def plot_elbo_terms(terms: dict, title: str = "", ax=None):
+    """Bars per step: L_0 (reconstruction, t=1), L_{t-1} (denoising matching, t=2..T), L_T (prior).
+
+    ``terms`` as returned by ``GaussianDiffusion.elbo_terms``. The reconstruction term is a
+    negative log-density and may be negative for continuous data; drawn in its own colour.
+    """
+    den = _np(terms["denoising_matching"]).ravel()
+    T = len(den) + 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.2))
+    ax.bar([1], [terms["reconstruction"]], color="tab:green", label="reconstruction  L_0")
+    ax.bar(np.arange(2, T + 1), den, color="tab:blue", label="denoising matching  L_{t-1}")
+    ax.bar([T + 1], [terms["prior_matching"]], color="tab:red", label="prior matching  L_T")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="step t (T+1 = prior)", ylabel="nats per example", title=title)
+    ax.legend(fontsize=8, frameon=False)
+    return ax.figure
+
+
+def plot_step_probabilities(snapshots, ax=None):
+    """The StepSampler's p_t at several training steps: snapshots = [(step, p_t (T,)), ...]."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    colors = sns.color_palette("viridis", len(snapshots))
+    for color, (step, p) in zip(colors, snapshots):
+        p = _np(p)
+        ax.plot(np.arange(1, len(p) + 1), p, color=color, label=f"after {step} updates")
+    ax.set(xlabel="step t", ylabel="p_t", title="importance sampling of steps: p_t ~ sqrt(E[L_t^2])")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    return ax.figure
+
+
+def plot_per_step(values_by_name: dict, ylabel: str, title: str = "", logy: bool = True, ax=None):
+    """One line per name {name: (T,) values at steps t = 1..T}, e.g. per-step errors of two models."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.2))
+    for name, values in values_by_name.items():
+        v = _np(values).ravel()
+        ax.plot(np.arange(1, len(v) + 1), v, label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="step t", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, frameon=False)
+    return ax.figure
