@@ -176,3 +176,25 @@ def test_checkpoint_resume_gives_the_same_model(data, tmp_path):
     assert hist.best_test == pytest.approx(ref_hist.best_test)
     for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+@pytest.mark.parametrize("dims", [[64], [32, 48]])
+def test_hidden_space_chain_equals_the_full_chain(data, dims):
+    # predict() runs the reverse chain in the first hidden layer; it must match p_sample
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, dims=dims, T=12).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))              # not just the initialisation
+    x = torch.as_tensor(data.train[:50].toarray())
+    full = model.diffusion.p_sample(model.denoiser, x, steps=0)
+    torch.testing.assert_close(model.predict(x), full, atol=1e-5, rtol=1e-4)
+
+
+def test_full_chain_is_used_when_the_shortcut_is_not_exact(data):
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, norm=True, **SMALL).eval()   # L2 norm is not linear
+    calls = []
+    model.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    model.predict(torch.as_tensor(data.train[:4].toarray()))
+    assert len(calls) == 5

@@ -132,10 +132,14 @@ def user_probabilities(model, data, user: int, start_step: int, inference_steps:
     return torch.softmax(scores[0].float(), 0).cpu().numpy()
 
 
-def draw_inference(model, data, user: int, start_step: int | None = None, inference_steps: int = 1,
+def draw_inference(model, data, user: int, start_step: int | None = None, inference_steps: int | None = None,
                    sweep: pd.DataFrame | None = None, split: str = "test", k: int = 10):
-    """Static twin of :func:`inference_explorer`: one user's top-k p(i | h0_hat) from (s, K)."""
-    s = model.T if start_step is None else start_step
+    """Static twin of :func:`inference_explorer`: one user's top-k p(i | h0_hat) from (s, K).
+
+    Defaults are the model's own (``model.start_step``, ``model.inference_steps``), as the explorer's.
+    """
+    s = model.start_step if start_step is None else start_step
+    inference_steps = model.inference_steps if inference_steps is None else inference_steps
     p = user_probabilities(model, data, user, s, inference_steps, split)
     truth = data.test if split == "test" else data.valid
     target = set(truth.indices[truth.indptr[user]:truth.indptr[user + 1]].tolist())
@@ -164,8 +168,8 @@ def inference_explorer(model, data, users=None, sweep: pd.DataFrame | None = Non
     from IPython.display import display
 
     users = list(range(min(data.n_users, 20))) if users is None else [int(u) for u in users]
-    s = widgets.IntSlider(value=model.T, min=1, max=model.T, description="start step s")
-    n = widgets.IntSlider(value=1, min=1, max=20, description="steps K")
+    s = widgets.IntSlider(value=model.start_step, min=1, max=model.T, description="start step s")
+    n = widgets.IntSlider(value=model.inference_steps, min=1, max=min(25, model.T), description="steps K")
     u = widgets.Dropdown(options=users, value=users[0], description="user")
 
     def show(start_step, inference_steps, user):

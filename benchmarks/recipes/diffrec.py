@@ -31,10 +31,11 @@ several times slower than one.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
 
 from tutorial_lib.data import load_diffrec_npy, make_synthetic
 from tutorial_lib.metrics import evaluate
@@ -68,8 +69,12 @@ def load(args):
 
 
 def _result(args, test: dict, **extra) -> dict:
+    # cpu_seconds (this process, all threads) and the 1-minute load average tell a run on a
+    # shared machine apart from one on an idle machine: wall time alone does not.
     return {"model": args.model, "dataset": args.dataset, **{k: round(test[k], 4) for k in KEYS},
-            **extra, "device": str(pick_device(args.device)), "seed": args.seed}
+            **extra, "device": str(pick_device(args.device)), "seed": args.seed,
+            "cpu_seconds": round(time.process_time(), 1), "torch_threads": torch.get_num_threads(),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def _closed_form(args, model, data, extra=None) -> dict:

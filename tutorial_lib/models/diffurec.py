@@ -81,12 +81,15 @@ class DiffuRec(nn.Module):
         chunk_size: length-sorted micro-batches (None = trim the whole batch only).
         amp: bf16 autocast; None = on CUDA only.
         eval_seed: seeds the inference noise (x_T, the reverse steps' noise and lambda).
+        lr_decay_step, lr_gamma: the released code's StepLR (lr x 0.1 every 100 epochs), applied
+            when train.fit builds the optimizer with ``configure_optimizers`` (optimizer=None).
     """
 
     def __init__(self, n_items: int, hidden: int = 128, max_len: int = MAX_LEN, n_blocks: int = 4,
                  heads: int = 4, dropout: float = 0.1, emb_dropout: float = 0.3, T: int = 32,
                  schedule: str = "trunc-linear", lambda_mean: float = 0.001, lambda_std: float = 0.001,
-                 chunk_size: int | None = 128, amp: bool | None = None, eval_seed: int = 0):
+                 chunk_size: int | None = 64, amp: bool | None = None, eval_seed: int = 0,
+                 lr_decay_step: int | None = 100, lr_gamma: float = 0.1):
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
@@ -97,6 +100,8 @@ class DiffuRec(nn.Module):
         self.emb_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.diffusion = GaussianDiffusion(get_betas(schedule, T), mean_type="x0")
         self.approximator = Approximator(hidden, heads, n_blocks, dropout, T, lambda_mean, lambda_std)
+        self.lr_decay_step, self.lr_gamma = lr_decay_step, lr_gamma
+        self._optimizer: torch.optim.Optimizer | None = None
         self._train_cache: tuple[int, SequenceBatches] | None = None
 
     @property
@@ -112,10 +117,27 @@ class DiffuRec(nn.Module):
         return self.emb_norm(self.emb_dropout(self.item_emb(windows)))
 
     def logits(self, x0: torch.Tensor) -> torch.Tensor:
-        """x0 (B, d) -> (B, n_items): inner products with every item embedding ("rounding")."""
-        return x0 @ self.item_emb.weight[1:].T
+        """x0 (B, d) -> (B, n_items): inner products with every item embedding ("rounding").
+
+        Always in float32, also under bf16 autocast: bf16 scores would tie among 10k items."""
+        with torch.autocast(x0.device.type, enabled=False):
+            return x0.float() @ self.item_emb.weight[1:].T
 
     # ------------------------------------------------------------------ train.fit protocol
+    def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """Adam, as released; ``on_epoch_end`` then decays its lr every ``lr_decay_step`` epochs."""
+        self._optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
+        for group in self._optimizer.param_groups:
+            group["initial_lr"] = lr
+        return self._optimizer
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """StepLR from the epoch count alone (so a resumed run decays at the same epochs)."""
+        if self._optimizer is None or not self.lr_decay_step:
+            return
+        for group in self._optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self.lr_gamma ** (epoch // self.lr_decay_step)
+
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One epoch of (window (B, L), target (B,)) over every training prefix, shuffled."""
         if self._train_cache is None or self._train_cache[0] != id(data):

@@ -67,8 +67,9 @@ class SASRec(nn.Module):
         return self.encoder(h, pad, last_only=last_only)
 
     def logits(self, r: torch.Tensor) -> torch.Tensor:
-        """r (..., d) -> scores (..., n_items): inner products with every item's embedding."""
-        return r @ self.item_emb.weight[1:].T
+        """r (..., d) -> scores (..., n_items): inner products with every item's embedding (float32)."""
+        with torch.autocast(r.device.type, enabled=False):
+            return r.float() @ self.item_emb.weight[1:].T
 
     # ------------------------------------------------------------------ train.fit protocol
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):

@@ -1,0 +1,149 @@
+"""A real browser: JupyterLab in headless Chromium runs notebook 03 and drives its widget.
+
+Starts ``jupyter lab`` on a free port with a random token and a temporary copy of the
+notebooks, opens ``03_diffrec.ipynb``, runs all cells from the Run menu, waits for the
+kernel, then moves the trajectory explorer's step slider with the keyboard and checks that
+
+* every widget renders (no "Error displaying widget"),
+* the explorer's figure changes when the slider moves,
+
+and saves a screenshot to ``build/browser_03_diffrec.png``. The copy trains for fewer
+epochs (EPOCHS = 5): this test is about the widgets, not the accuracy.
+
+Needs Debian's ``/usr/bin/chromium`` and Playwright's Python package: skipped with the
+reason when either is missing, a failure under CI (env ``CI`` set).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = "03_diffrec.ipynb"
+SCREENSHOT = REPO / "build" / "browser_03_diffrec.png"
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+RUN_TIMEOUT_MS = 240_000        # run-all of the notebook: a hang guard, not a speed goal
+
+
+def _missing(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the browser test must run)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _copy_notebook(root: Path) -> None:
+    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source += "\nEPOCHS = 5  # browser test: widgets, not accuracy"
+    nbformat.write(nb, root / NOTEBOOK)
+
+
+def _start_lab(root: Path, port: int, token: str) -> subprocess.Popen:
+    jupyter = Path(sys.executable).parent / "jupyter"
+    cmd = [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+           f"--LabApp.workspaces_dir={root / '.workspaces'}",
+           f"--LabApp.user_settings_dir={root / '.settings'}",
+           "--LabApp.extension_manager=readonly", "--LabApp.news_url=None"]   # no network
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")              # containers and CI often run as root
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / ".runtime"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api/status?token={token}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited early:\n{proc.stdout.read().decode()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("jupyter lab did not answer within 60 s")
+
+
+def _explorer_image(page) -> str:
+    """The src of the figure inside the explorer's Output widget."""
+    img = page.locator(".widget-vbox .widget-output img").last
+    img.wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    return img.get_attribute("src")
+
+
+@pytest.mark.browser
+def test_trajectory_explorer_in_jupyterlab(tmp_path):
+    if not CHROMIUM.exists():
+        _missing(f"chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright (Python package) is not installed")
+
+    _copy_notebook(tmp_path)
+    port, token = _free_port(), secrets.token_hex(16)
+    lab = _start_lab(tmp_path, port, token)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}")
+            page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            before = _explorer_image(page)
+            # every cell done: no "[*]" prompt left
+            page.wait_for_function(
+                "() => ![...document.querySelectorAll('.jp-InputPrompt')]"
+                ".some(p => p.textContent.includes('*'))", timeout=RUN_TIMEOUT_MS)
+            before = _explorer_image(page)
+
+            handle = page.locator(".widget-vbox .widget-slider .noUi-handle").last
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            for _ in range(10):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "(old) => { const imgs = document.querySelectorAll('.widget-vbox .widget-output img');"
+                " return imgs.length && imgs[imgs.length - 1].src !== old; }",
+                arg=before, timeout=60_000)
+            after = _explorer_image(page)
+            label = page.locator(".widget-vbox .widget-label").last.inner_text()
+
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.locator(".widget-vbox").last.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT))
+            content = page.content()
+            browser.close()
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+
+    assert "Error displaying widget" not in content
+    assert after != before, "the explorer's figure did not change when the slider moved"
+    assert "x_" in label and "(input)" not in label, f"slider did not move: label {label!r}"
+    assert SCREENSHOT.stat().st_size > 10_000
