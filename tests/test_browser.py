@@ -57,7 +57,17 @@ def _copy_notebook(root: Path) -> None:
     nbformat.write(nb, root / NOTEBOOK)
 
 
+def _write_settings(settings: Path) -> None:
+    """Render every cell (no windowing: off-screen outputs stay in the DOM), no news toast."""
+    for plugin, values in (("notebook-extension/tracker", '{"windowingMode": "none"}'),
+                           ("apputils-extension/notification", '{"fetchNews": "false"}')):
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(values)
+
+
 def _start_lab(root: Path, port: int, token: str) -> subprocess.Popen:
+    _write_settings(root / ".settings")
     jupyter = Path(sys.executable).parent / "jupyter"
     cmd = [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
@@ -112,7 +122,6 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
-            before = _explorer_image(page)
             # every cell done: no "[*]" prompt left
             page.wait_for_function(
                 "() => ![...document.querySelectorAll('.jp-InputPrompt')]"

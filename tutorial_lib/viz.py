@@ -111,10 +111,11 @@ def plot_schedules(betas_by_name: dict, axes=None):
     return axes[0].figure
 
 
-def plot_marginals(samples_by_step: dict, pdf_by_step: dict | None = None, grid=None, bins: int = 60):
+def plot_marginals(samples_by_step: dict, pdf_by_step: dict | None = None, grid=None, bins: int = 60,
+                   sharey: bool = True):
     """Histograms of samples, one panel per key {t or label: (N,)}; optional pdf overlay {key: (G,)}."""
     steps = list(samples_by_step)
-    fig, axes = plt.subplots(1, len(steps), figsize=(2.6 * len(steps), 2.6), sharey=True)
+    fig, axes = plt.subplots(1, len(steps), figsize=(2.6 * len(steps), 2.6), sharey=sharey)
     axes = np.atleast_1d(axes)
     for ax, t in zip(axes, steps):
         ax.hist(_np(samples_by_step[t]).ravel(), bins=bins, density=True, color="tab:blue", alpha=0.5)

@@ -3,76 +3,40 @@
     python benchmarks/reproduce.py seqdiffrec --dataset amazon_beauty --device cuda
     python benchmarks/reproduce.py seqdiffrec --dataset synthetic --fast
 
-Protocol: DiffuRec's (../../shared/reference/published_results.md), so the numbers sit beside
-DiffuRec's and SASRec's: leave-one-out, the test input is the training sequence plus the
-validation item, full ranking over all items, history NOT masked (``hr@K``, ``ndcg@K``,
-x100). The same test ranking with the history masked is reported as ``masked_hr@K`` etc.
-Averages are over users (DiffuRec's released code averages per-batch means).
-Model selection: validation HR@10, evaluated every ``EVAL_EVERY`` epochs, stop after
-``PATIENCE`` evaluations without improvement; test numbers at the best validation epoch.
+Everything but the model is shared with DiffuRec's and SASRec's recipe (recipes/sequential.py),
+so the three JSON lines sit side by side: the same data loading (``--fast`` keeps 1,500 Beauty
+users), the same protocol (leave-one-out; ``hr@K``/``ndcg@K`` x100 with the history NOT
+masked, DiffuRec's; ``masked_*`` with it masked), model selection on validation NDCG@10, the
+same keys (best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device, seed, n_params).
 
-Settings. No official code or hyper-parameter table we could use: ours follow DiffuRec's
-budget where it applies (hidden 128, L = 50, Adam lr 1e-3, batch 512, dropout 0.1) with a
-2-block, 2-head denoiser, T = 200 linear betas (Ho et al., rescaled), importance-sampled
-steps, and inference from h_T in INFERENCE_STEPS reverse steps (notebook 07 shows the
-trade-off). Set OMP_NUM_THREADS=1 when the CPU cores are shared.
+Settings. Du et al. publish no code, and we could not use a hyper-parameter table: ours follow
+DiffuRec's budget where it applies (hidden 128, L = 50, dropout 0.1, Adam lr 1e-3, batch 512,
+500 epochs, evaluation every 20 with patience 5) with a 2-block, 2-head denoiser, T = 200
+linear betas (Ho et al., rescaled), importance-sampled steps and inference from h_T in
+5 reverse steps (notebook 07 shows the trade-off). Small data (synthetic, --fast): a 1-block
+width-32 net, T = 100, 8 epochs at lr 5e-3, as the other sequential recipes do.
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-from tutorial_lib.data import load_diffurec_pkl
-from tutorial_lib.metrics import evaluate
+from recipes.sequential import _result, _train, load
 from tutorial_lib.models.seqdiffrec import SeqDiffRec
-from tutorial_lib.sequences import loo_synthetic
-from tutorial_lib.train import fit
 from tutorial_lib.utils import seed_everything
 
-KS = (5, 10, 20)
-KEYS = [f"{m}@{k}" for m in ("hr", "ndcg") for k in KS]
-EPOCHS, EVAL_EVERY, PATIENCE = 500, 20, 5               # DiffuRec's budget (patience in evaluations)
-BEAUTY = dict(hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.1, T=200, schedule="linear",
-              inference_steps=5)
-BEAUTY_TRAIN = dict(lr=1e-3, batch_size=512, optimizer="adam")
-# the synthetic world is small (600 users x 400 items): a smaller net and a larger step size
-SYNTHETIC = dict(hidden=64, max_len=50, n_layers=1, n_heads=2, dropout=0.1, T=200, schedule="linear",
-                 inference_steps=5)
-SYNTHETIC_TRAIN = dict(lr=5e-3, batch_size=256, optimizer="adam")
+SEQDIFFREC = dict(hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.1, T=200, schedule="linear",
+                  inference_steps=5)
+SEQDIFFREC_TRAIN = dict(lr=1e-3, batch_size=512, epochs=500, eval_every=20, patience=5 * 20)
+FAST_SEQDIFFREC = dict(SEQDIFFREC, hidden=32, n_layers=1, T=100)
+FAST_TRAIN = dict(lr=5e-3, batch_size=256, epochs=8, eval_every=4, patience=None)
 
 
-def load(args):
-    if args.dataset == "amazon_beauty":
-        return load_diffurec_pkl(Path(args.data_dir) / "amazon_beauty" / "dataset.pkl")
-    if args.dataset == "synthetic":
-        return loo_synthetic(seed=0)[0]
-    raise ValueError(f"the SeqDiffRec recipe runs on amazon_beauty or synthetic, not {args.dataset!r}")
-
-
-def seqdiffrec(args) -> dict:
-    data = load(args)
+def run_seqdiffrec(args) -> dict:
     seed_everything(args.seed)
-    beauty = args.dataset == "amazon_beauty"
-    model = SeqDiffRec(data.n_items, seed=args.seed, **(BEAUTY if beauty else SYNTHETIC))
-    epochs = args.epochs or (2 if args.fast else (EPOCHS if beauty else 40))
-    every = 1 if args.fast else (EVAL_EVERY if beauty else 4)
-    h = fit(model, data, epochs=epochs, eval_every=min(every, epochs), patience=PATIENCE * every,
-            metric="hr@10", ks=KS, mask_history=False, eval_batch_size=1024, device=args.device,
-            seed=args.seed, progress=not args.no_progress, **(BEAUTY_TRAIN if beauty else SYNTHETIC_TRAIN))
-    start = time.perf_counter()
-    model.eval()
-    masked = evaluate(lambda u: model.score(data, u, "test"), data, "test", ks=KS, mask_history=True,
-                      batch_size=1024)
-    eval_seconds = h.eval_seconds + time.perf_counter() - start
-    return {"model": args.model, "dataset": args.dataset,
-            **{k: round(100 * h.best_test[k], 4) for k in KEYS},
-            **{f"masked_{k}": round(100 * masked[k], 4) for k in KEYS},
-            "valid_hr@10": round(100 * h.best_valid["hr@10"], 4), "protocol": "unmasked (masked_*: history masked)",
-            "best_epoch": h.best_epoch, "epochs": h.epochs, "train_seconds": round(h.train_seconds, 2),
-            "eval_seconds": round(eval_seconds, 2), "seconds_per_epoch": round(h.seconds_per_epoch, 3),
-            "device": h.device, "seed": args.seed,
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "inference": {"start_step": model.start_step, "inference_steps": model.inference_steps}}
+    data = load(args)
+    small = args.fast or args.dataset == "synthetic"
+    config, train = (FAST_SEQDIFFREC, FAST_TRAIN) if small else (SEQDIFFREC, SEQDIFFREC_TRAIN)
+    model = SeqDiffRec(data.n_items, **config, seed=args.seed)
+    hist, dev = _train(model, data, args, train, optimizer="adam")
+    return _result(args, model, data, hist, dev, {"config": config})
 
 
-RECIPES = {"seqdiffrec": seqdiffrec}
+RECIPES = {"seqdiffrec": run_seqdiffrec}

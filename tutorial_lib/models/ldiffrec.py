@@ -247,6 +247,10 @@ class LDiffRec(nn.Module):
         device = self.diffusion.betas.device
         return torch.as_tensor(matrix[np.asarray(users)].toarray(), dtype=torch.float32, device=device)
 
+    def input_rows(self, data, users) -> torch.Tensor:
+        """Dense input rows x (len(users), I) of ``users``, on the model's device."""
+        return self._rows(self.input_matrix(data), torch.as_tensor(users).cpu().numpy())
+
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One shuffled epoch of dense user rows x (B, I), made from the sparse matrix per batch."""
         x = self.input_matrix(data)
@@ -317,4 +321,4 @@ class LDiffRec(nn.Module):
     @torch.no_grad()
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
         """(len(users), I) scores from each user's training row (both splits, as DiffRec)."""
-        return self.predict(self._rows(self.input_matrix(data), torch.as_tensor(users).cpu().numpy()))
+        return self.predict(self.input_rows(data, users))
