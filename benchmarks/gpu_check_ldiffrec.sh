@@ -8,16 +8,16 @@ set -uo pipefail
 DATA_DIR="${1:-gpu_data}"
 export PYTHONPATH="${PWD}${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python}"
-EPOCHS="${EPOCHS:-60}"
+EPOCHS="${EPOCHS:-40}"
 "$PY" - <<'PY'
 import json, torch
 print(json.dumps({"check": "cuda", "available": torch.cuda.is_available(),
                   "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))
 PY
 for model in ldiffrec tdiffrec; do
-  timeout 75 "$PY" benchmarks/reproduce.py "$model" --dataset ml-1m_clean --data-dir "$DATA_DIR" \
+  timeout 70 "$PY" benchmarks/reproduce.py "$model" --dataset ml-1m_clean --data-dir "$DATA_DIR" \
       --device cuda --epochs "$EPOCHS" --no-progress 2>/dev/null | tail -n 1 \
-    || echo "{\"model\": \"$model\", \"error\": \"failed or timed out (75 s)\"}"
+    || echo "{\"model\": \"$model\", \"error\": \"failed or timed out (70 s)\"}"
 done
-timeout 40 "$PY" benchmarks/ldiffrec_scaling.py --items 100000 --device cuda 2>/dev/null | grep '^{' \
-  || echo '{"check": "scaling", "error": "failed or timed out (40 s)"}'
+timeout 35 "$PY" benchmarks/ldiffrec_scaling.py --items 100000 --device cuda 2>/dev/null | grep '^{' \
+  || echo '{"check": "scaling", "error": "failed or timed out (35 s)"}'

@@ -52,8 +52,11 @@ def _free_port() -> int:
 def _copy_notebook(root: Path) -> None:
     nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
     for cell in nb.cells:
+        if cell.cell_type == "code":            # no saved outputs: whatever shows comes from this run
+            cell.outputs, cell.execution_count = [], None
         if "parameters" in cell.metadata.get("tags", []):
             cell.source += "\nEPOCHS = 5  # browser test: widgets, not accuracy"
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, root / NOTEBOOK)
 
 
@@ -118,9 +121,13 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}")
             page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)   # kernel up
 
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            item = page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first
+            item.wait_for(timeout=10_000)
+            item.click()
+            page.locator(".jp-InputPrompt", has_text="[1]").first.wait_for(timeout=60_000)
 
             # every cell done: no "[*]" prompt left
             page.wait_for_function(

@@ -57,7 +57,10 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=(1, 8, 16, 32), n: int = 2
         ax.scatter(*item_map.xy[item], marker="*", s=250, c="crimson", ec="k", zorder=5,
                    label="e_i (three items)" if j == 0 else None)
     ax.set(title="an item as a distribution: q(x_t | e_i)", xlabel="PC 1", ylabel="PC 2")
-    ax.legend(fontsize=7, markerscale=3, loc="best")
+    legend = ax.legend(fontsize=7, loc="best")
+    for handle in legend.legend_handles:
+        handle.set_sizes([25])
+        handle.set_alpha(1)
     return ax.figure
 
 

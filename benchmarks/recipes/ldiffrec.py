@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from tutorial_lib.data import load_diffrec_npy, make_synthetic
-from tutorial_lib.models.diffrec import DiffRec
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items
 from tutorial_lib.models.lightgcn import item_embeddings
 from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec
@@ -88,13 +87,6 @@ def tdiffrec(args) -> dict:
     data = load(args)
     model = TDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
     return run(model, data, args, EPOCHS, extra={"w_min": W_MIN, "w_max": W_MAX})
-
-
-def diffrec(args) -> dict:
-    """Plain DiffRec with the same loop (for side-by-side runs of this family)."""
-    seed_everything(args.seed)
-    data = load(args)
-    return run(DiffRec(data.n_items), data, args, EPOCHS)
 
 
 RECIPES = {"ldiffrec": ldiffrec, "tdiffrec": tdiffrec, "ltdiffrec": ltdiffrec}

@@ -26,7 +26,7 @@ SEQDIFFREC = dict(hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.1, T=
                   inference_steps=5)
 SEQDIFFREC_TRAIN = dict(lr=1e-3, batch_size=512, epochs=500, eval_every=20, patience=5 * 20)
 FAST_SEQDIFFREC = dict(SEQDIFFREC, hidden=32, n_layers=1, T=100)
-FAST_TRAIN = dict(lr=5e-3, batch_size=256, epochs=8, eval_every=4, patience=None)
+FAST_TRAIN = dict(lr=5e-3, batch_size=128, epochs=8, eval_every=4, patience=None)
 
 
 def run_seqdiffrec(args) -> dict:
