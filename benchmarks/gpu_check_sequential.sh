@@ -21,12 +21,12 @@ cat /tmp/gpu_speed_diffurec.json
 timeout 30 "$PY" benchmarks/recipes/sequential.py speed sasrec --data-dir "$DATA_DIR" --device cuda \
   --batches 50 --chunk-size 128 || echo '{"model": "sasrec", "error": "speed failed"}'
 
-# 2. short trainings: SASRec 30 epochs (eval every 5), DiffuRec as many epochs as fit in ~100 s
+# 2. short trainings: SASRec 30 epochs (eval every 5), DiffuRec as many epochs as fit in ~80 s
 timeout 45 "$PY" benchmarks/reproduce.py sasrec --dataset amazon_beauty --data-dir "$DATA_DIR" \
   --device cuda --epochs 30 --no-progress | tail -n 1 || echo '{"model": "sasrec", "error": "failed or timed out"}'
 EPOCHS=$("$PY" -c 'import json,sys
 try: s = json.load(open("/tmp/gpu_speed_diffurec.json"))["seconds_per_epoch_extrapolated"]
 except Exception: s = 30
-print(max(1, min(40, int(100 // max(s, 1e-3)))))')
+print(max(1, min(40, int(80 // max(s, 1e-3)))))')
 timeout 150 "$PY" benchmarks/reproduce.py diffurec --dataset amazon_beauty --data-dir "$DATA_DIR" \
   --device cuda --epochs "$EPOCHS" --no-progress | tail -n 1 || echo "{\"model\": \"diffurec\", \"epochs\": $EPOCHS, \"error\": \"failed or timed out\"}"

@@ -78,8 +78,8 @@ def _padded_flat(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.n
     starts = np.cumsum(block) - lengths                    # first item of each user
     flat = np.zeros(int(block.sum()), dtype=np.int64)
     if lengths.sum():
-        positions = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-        flat[positions] = np.concatenate(seqs) + 1
+        offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)   # j within user
+        flat[np.repeat(starts, lengths) + offset] = np.concatenate(seqs) + 1
     return flat, starts
 
 
@@ -167,8 +167,9 @@ class SequenceBatches:
         ends = np.arange(n_samples.sum()) - np.repeat(np.cumsum(n_samples) - n_samples, n_samples) + 1
         flat, starts = _padded_flat(seqs, self.max_len)
         self.users = torch.from_numpy(users)
-        self.inputs = torch.from_numpy(sliding_window_view(flat, self.max_len)[starts[users] + ends - self.max_len].copy())
-        self.targets = torch.from_numpy(flat[starts[users] + ends] - 1)
+        stop = starts[users] + ends                         # flat index of each target
+        self.inputs = torch.from_numpy(sliding_window_view(flat, self.max_len)[stop - self.max_len].copy())
+        self.targets = torch.from_numpy(flat[stop] - 1)
 
     def __len__(self) -> int:
         return len(self.targets)

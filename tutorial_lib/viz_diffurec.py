@@ -30,7 +30,8 @@ class ItemMap:
         self.xy = self.pca.transform(self.items)                                      # (I, 2)
 
     def project(self, x) -> np.ndarray:
-        return self.pca.transform(np.asarray(torch.as_tensor(x).detach().float().cpu()).reshape(-1, self.items.shape[1]))
+        x = torch.as_tensor(x).detach().float().cpu().numpy()
+        return self.pca.transform(x.reshape(-1, self.items.shape[1]))
 
 
 def draw_forward_clouds(model, items=(0, 1, 2), steps=(1, 8, 16, 32), n: int = 200, seed: int = 0,
@@ -129,8 +130,8 @@ def reverse_explorer(model, data, users=range(10), top_k: int = 10, seed: int = 
     def show(step, user, k):
         if user not in cache:
             cache[user] = reverse_path(model, data, user, seed=seed)
-        fig = draw_reverse(model, data, user, step, k, seed, item_map, cache[user])
-        plt.show(fig)
+        draw_reverse(model, data, user, step, k, seed, item_map, cache[user])
+        plt.show()
 
     out = widgets.interactive_output(show, {"step": step, "user": user, "k": k})
     return widgets.VBox([widgets.HBox([step, user, k]), out])
@@ -169,7 +170,8 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
     tops = []
     for r in range(n_samples):
         gen = torch.Generator(device=model.item_emb.weight.device).manual_seed(seed * 7919 + r)
-        tops.append(torch.topk(model.score(data, torch.as_tensor(users), split, generator=gen), k).indices.cpu().numpy())
+        scores = model.score(data, torch.as_tensor(users), split, generator=gen)
+        tops.append(torch.topk(scores, k).indices.cpu().numpy())
     tops = np.stack(tops, axis=1)                                                   # (U, R, K)
     rows = {"distinct": [len(np.unique(t)) for t in tops],
             "hit_one": (tops[:, 0] == truth[:, None]).any(1).astype(float),

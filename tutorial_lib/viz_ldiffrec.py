@@ -147,8 +147,8 @@ def draw_time_weights(model, data, user: int, w_min: float = 0.1, w_max: float =
     top = recommend(model, torch.as_tensor(row.toarray()[0], dtype=torch.float32), data.train[user].indices, k)
     labels = _interest_labels(truth, user, top)
     counts = pd.Series(labels).value_counts().reindex(_label_order(truth, user), fill_value=0)
-    ax_r.barh(counts.index[::-1], counts.values[::-1],
-              color=[f"C{i}" for i in range(len(counts) - 1)][::-1] + ["grey"] if truth is not None else "grey")
+    colors = [_color(name) for name in counts.index]
+    ax_r.barh(counts.index[::-1], counts.values[::-1], color=colors[::-1])
     ax_r.set(xlabel=f"items among the top {k}", title="what the model recommends")
     fig.tight_layout()
     return fig
@@ -171,10 +171,13 @@ def _interest_labels(truth, user, items) -> list[str]:
     return out
 
 
+def _color(label: str) -> str:
+    """'interest k' -> colour C(k-1), as in plot_interest_drift; anything else grey."""
+    return f"C{int(label.split()[-1]) - 1}" if label.startswith("interest ") else "grey"
+
+
 def _interest_colors(truth, user, items) -> list[str]:
-    names = _label_order(truth, user)
-    palette = {n: (f"C{i}" if n.startswith("interest") else "grey") for i, n in enumerate(names)}
-    return [palette.get(n, "grey") for n in _interest_labels(truth, user, items)]
+    return [_color(n) for n in _interest_labels(truth, user, items)]
 
 
 def time_weight_explorer(model, data, user: int, truth=None, k: int = 20):
