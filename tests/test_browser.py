@@ -96,8 +96,8 @@ def _start_lab(root: Path, port: int, token: str) -> subprocess.Popen:
 
 
 def _explorer_image(page) -> str:
-    """The src of the figure inside the explorer's Output widget."""
-    img = page.locator(".widget-vbox .widget-output img").last
+    """The src of the explorer's figure (an ipywidgets Image: a blob URL per PNG)."""
+    img = page.locator(".widget-vbox img.widget-image").last
     img.wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
     return img.get_attribute("src")
 
@@ -141,7 +141,7 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
             for _ in range(10):
                 page.keyboard.press("ArrowRight")
             page.wait_for_function(
-                "(old) => { const imgs = document.querySelectorAll('.widget-vbox .widget-output img');"
+                "(old) => { const imgs = document.querySelectorAll('.widget-vbox img.widget-image');"
                 " return imgs.length && imgs[imgs.length - 1].src !== old; }",
                 arg=before, timeout=60_000)
             after = _explorer_image(page)

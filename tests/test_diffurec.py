@@ -101,3 +101,11 @@ def test_diffurec_bad_input(seq_data):
         DiffuRec(10, schedule="nope")
     with pytest.raises(ValueError, match="split"):
         small_model(seq_data.n_items).score(seq_data, torch.arange(3), "train")
+
+
+def test_step_lr_as_released():
+    m = DiffuRec(10, hidden=8, n_blocks=1, heads=2, T=4, lr_decay_step=100, lr_gamma=0.1)
+    opt = m.configure_optimizers(1e-3)
+    for epoch, lr in ((1, 1e-3), (99, 1e-3), (100, 1e-4), (250, 1e-5)):
+        m.on_epoch_end(epoch)
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr)

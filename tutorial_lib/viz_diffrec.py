@@ -16,6 +16,7 @@ records every state; the figures show
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -180,8 +181,19 @@ def draw_trajectory_grid(traj: Trajectory, n: int = 4, k: int = 10):
     return fig
 
 
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
-    """A user dropdown and a step slider; redraws ``draw_trajectory_step``. Needs a kernel."""
+    """A user dropdown and a step slider; redraws ``draw_trajectory_step``. Needs a kernel.
+
+    The figure is shown as an ``ipywidgets.Image`` (PNG bytes), which every front end and
+    headless runner renders the same way.
+    """
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -197,19 +209,16 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     T = traj_of(users[0]).T
     step = widgets.IntSlider(value=0, min=0, max=T, description="reverse step", continuous_update=False)
     label = widgets.Label()
-    out = widgets.Output()
+    image = widgets.Image(format="png")
 
     def redraw(*_):
         traj = traj_of(user_box.value)
         label.value = f"showing {_step_label(traj, step.value)}"
-        with out:
-            out.clear_output(wait=True)
-            fig = draw_trajectory_step(traj, step.value, k)
-            plt.show(fig)
+        image.value = _png(draw_trajectory_step(traj, step.value, k))
 
     user_box.observe(redraw, names="value")
     step.observe(redraw, names="value")
     redraw()
-    box = widgets.VBox([widgets.HBox([user_box, step, label]), out])
+    box = widgets.VBox([widgets.HBox([user_box, step, label]), image])
     display(box)
     return box

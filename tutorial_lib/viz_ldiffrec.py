@@ -76,9 +76,11 @@ def plot_scaling(rows, axes=None):
     df = pd.DataFrame(rows)
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, col, label in zip(axes, ("parameters", "peak_mb"), ("parameters", "peak memory (MB)")):
+    for ax, col, label in zip(axes, ("parameters", "peak_mb"), ("parameters", "memory of one training step (MB)")):
         sns.lineplot(df, x="n_items", y=col, hue="model", marker="o", ax=ax)
         ax.set(xscale="log", yscale="log", xlabel="number of items I", ylabel=label, title=label)
+        ax.set_xticks(sorted(df["n_items"].unique()), [f"{n:,}" for n in sorted(df["n_items"].unique())])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     fig = axes[0].figure
     fig.tight_layout()
     return fig
