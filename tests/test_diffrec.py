@@ -198,3 +198,18 @@ def test_full_chain_is_used_when_the_shortcut_is_not_exact(data):
     model.denoiser.register_forward_hook(lambda *a: calls.append(1))
     model.predict(torch.as_tensor(data.train[:4].toarray()))
     assert len(calls) == 5
+
+
+def test_paper_model_on_ml1m_shapes(ml1m_dir):
+    # the paper's configuration on DiffRec's released split: 2810 + 10 -> 600 -> 200 -> 600 -> 2810
+    from tutorial_lib.data import load_diffrec_npy
+
+    data = load_diffrec_npy(ml1m_dir)
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items)
+    assert [tuple(l.weight.shape) for l in [*model.denoiser.in_layers, *model.denoiser.out_layers]] == \
+        [(600, 2820), (200, 600), (600, 200), (2810, 600)]
+    loss = model.loss(next(model.batches(data, 400, torch.Generator().manual_seed(0))))
+    assert torch.isfinite(loss)
+    scores = model.eval().score(data, torch.arange(8))
+    assert scores.shape == (8, 2810) and torch.isfinite(scores).all()
