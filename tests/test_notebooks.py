@@ -146,6 +146,43 @@ def test_records_02(notebook_durations):
     assert rec["kl_vs_mse_max_rel_diff"] < 1e-4
 
 
+@pytest.mark.notebooks
+def test_records_03(notebook_durations):
+    rec = run_notebook(_notebook("03_diffrec"), notebook_durations)
+    assert rec["diffrec_test"]["recall@20"] > 2 * rec["results_test"]["Popularity"]["recall@20"]
+    # denoising pushes the injected false-positive clicks down the ranking
+    assert rec["noise_rank_output"] > rec["noise_rank_input"] == 50
+    assert rec["hidden_chain_max_abs_diff"] < 1e-5     # the fast chain equals p_sample
+    assert rec["small_noise"]["input weight left in x_1"] == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.notebooks
+def test_records_04(notebook_durations):
+    rec = run_notebook(_notebook("04_l_diffrec"), notebook_durations)
+    assert rec["ldiffrec_test"]["recall@20"] > 2 * rec["popularity_test"]["recall@20"]
+    assert rec["cluster_purity"] > 0.9                 # KMeans recovers the true item clusters
+    sizes = rec["parameters_paper_sizes"]
+    assert sizes["DiffRec [200, 600]"] > sizes["L-DiffRec C=2, [300], [300]"]
+
+
+@pytest.mark.notebooks
+def test_records_05(notebook_durations):
+    rec = run_notebook(_notebook("05_t_diffrec"), notebook_durations)
+    for metric in ("recall@20", "ndcg@20"):             # the drift is there to be used
+        assert rec["tdiffrec_test"][metric] > rec["diffrec_test"][metric]
+    assert rec["ltdiffrec_test"]["recall@20"] >= rec["ldiffrec_test"]["recall@20"]
+    assert rec["weights_user_first_last"] == pytest.approx([0.1, 1.0])
+    assert rec["late_share_test"] > 0.7
+
+
+@pytest.mark.notebooks
+def test_records_07(notebook_durations):
+    rec = run_notebook(_notebook("07_seqdiffrec"), notebook_durations)
+    assert rec["kl_mse_max_rel_diff"] < 1e-8          # KL of equal-variance Gaussians == MSE
+    comparison = rec["comparison"]
+    assert rec["seqdiffrec_test_hr@10"] > 2 * comparison["popularity"]["hr@10"]
+
+
 # --------------------------------------------------------------------------- committed files
 def _code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
