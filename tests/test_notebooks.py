@@ -176,6 +176,16 @@ def test_records_05(notebook_durations):
 
 
 @pytest.mark.notebooks
+def test_records_06(notebook_durations):
+    rec = run_notebook(_notebook("06_diffurec"), notebook_durations)
+    assert rec["beta_1"] == pytest.approx(0.013125) and rec["beta_T"] == pytest.approx(0.635)
+    assert rec["seeded_inference_repeatable"] is True
+    metrics = rec["test_metrics"]
+    for model in ("SASRec", "DiffuRec"):
+        assert metrics[model]["masked_hr@10"] > 3 * metrics["popularity"]["masked_hr@10"]
+
+
+@pytest.mark.notebooks
 def test_records_07(notebook_durations):
     rec = run_notebook(_notebook("07_seqdiffrec"), notebook_durations)
     assert rec["kl_mse_max_rel_diff"] < 1e-8          # KL of equal-variance Gaussians == MSE

@@ -117,9 +117,12 @@ def length_chunks(windows: torch.Tensor, chunk_size: int | None) -> list[tuple[t
     """Sort rows by length and cut them into chunks: [(rows (b,), trimmed windows (b, L'))].
 
     ``rows`` index the original batch, so ``out[rows] = f(chunk)`` puts results back in place.
-    ``chunk_size=None`` keeps the batch whole (only trimmed).
+    ``chunk_size=None`` keeps the batch whole (only trimmed). Chunks help on CPUs only: on a
+    GPU every new shape costs more than the padding saves (cuDNN attention plans a kernel
+    per shape; measured on an H200: 0.053 s per DiffuRec batch in chunks of 128 against
+    0.015 s whole), so off the CPU the batch is always kept whole.
     """
-    if chunk_size is None or chunk_size >= len(windows):
+    if chunk_size is None or chunk_size >= len(windows) or windows.device.type != "cpu":
         return [(torch.arange(len(windows), device=windows.device), trim_padding(windows))]
     lengths = (windows != PAD).sum(dim=1)
     order = torch.argsort(lengths, stable=True)

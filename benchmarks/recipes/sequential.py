@@ -137,7 +137,7 @@ def run_diffurec(args) -> dict:
     small = args.fast or args.dataset == "synthetic"
     config, train = (FAST_DIFFUREC, FAST_TRAIN) if small else (DIFFUREC, DIFFUREC_TRAIN)
     dev = pick_device(args.device)
-    model = DiffuRec(data.n_items, **config, chunk_size=128 if dev.type == "cuda" else 64, eval_seed=args.seed)
+    model = DiffuRec(data.n_items, **config, chunk_size=None if dev.type == "cuda" else 64, eval_seed=args.seed)
     hist, dev = _train(model, data, args, train, optimizer=None)     # Adam + StepLR (the model's)
     return _result(args, model, data, hist, dev, {"config": config})
 
