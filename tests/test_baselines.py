@@ -14,15 +14,6 @@ from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small models: a second OpenMP thread only adds contention on a shared CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(synthetic):
     return synthetic[0]

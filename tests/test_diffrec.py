@@ -13,16 +13,6 @@ from tutorial_lib.train import fit
 SMALL = {"dims": [64], "T": 5}          # a DiffRec that trains in a second on the synthetic set
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Models this small gain nothing from a second thread, and on a shared CPU two OpenMP
-    # threads spin against each other (measured: 10 epochs 5.7 s with one, 42 s with two).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(synthetic):
     return synthetic[0]

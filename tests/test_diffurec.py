@@ -10,15 +10,6 @@ from tutorial_lib.sequences import SequenceBatches, loo_synthetic
 from tutorial_lib.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP waits (10-20x faster)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def seq_data():
     return loo_synthetic(n_users=300, n_items=200, interactions_per_user=20, seed=0)[0]

@@ -15,15 +15,6 @@ from tutorial_lib.train import fit
 UNEVEN = np.array([2, 0, 0, 1, 0, 0, 2, 0, 1, 0, 0, 0])   # sizes 8, 2, 2 (items interleaved)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one thread is faster and bit-reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_kmeans_clusters_cover_every_item_once():
     rng = np.random.default_rng(0)
     centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])

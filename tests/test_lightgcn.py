@@ -13,15 +13,6 @@ from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one thread is faster and bit-reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_data():
     # user 0 clicked items 0 and 1, user 1 clicked item 0; item 2 never clicked
     train = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32))

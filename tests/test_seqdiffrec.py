@@ -5,22 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib import metrics, sequences, train
+from tutorial_lib import metrics, train
 from tutorial_lib.data import load_diffurec_pkl, make_synthetic
 from tutorial_lib.diffusion import normal_kl, sum_flat
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.models.seqdiffrec import SeqDiffRec, respaced
 
 SMALL = dict(hidden=16, max_len=10, n_layers=1, n_heads=2, T=20)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster than two when the CPU is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,6 @@ from tutorial_lib.models.tdiffrec import TDiffRec, TimeWeights, time_weights
 from tutorial_lib.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared 2-core machine: one thread is faster and bit-reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def hand_data(timestamps=None):
     # user 0: items 5, 2, 7 in that order; user 1: only item 3; 8 items
     sequences = [np.array([5, 2, 7]), np.array([3])]

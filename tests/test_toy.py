@@ -49,15 +49,6 @@ def test_timestep_embedding_values():
     assert emb[1].tolist() == pytest.approx([math.cos(3), math.cos(0.03), math.sin(3), math.sin(0.03)], abs=1e-6)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models: one CPU thread avoids thread start-up and contention on busy machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_denoiser_learns_the_toy(one_thread):
     """Trained briefly, the eps-predictor's x0 error at small t beats predicting the data mean."""
     torch.manual_seed(0)

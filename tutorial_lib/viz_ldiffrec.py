@@ -91,7 +91,6 @@ def plot_interest_drift(data, truth, user: int, ax=None):
     """One synthetic user's training clicks over time, by which interest they belong to,
     over the true interest weights w_k(tau)."""
     seq, days = data.sequences[user], np.asarray(data.timestamps[user], dtype=float)
-    tau = truth.tau(user, days)
     interests = truth.user_clusters[user]
     which = np.full(len(seq), -1)
     for k, c in enumerate(interests):
