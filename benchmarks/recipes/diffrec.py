@@ -66,7 +66,7 @@ def load(args):
         return load_diffrec_npy(Path(args.data_dir) / "ml-1m_clean")
     if args.dataset == "synthetic":
         return make_synthetic(seed=0)[0]
-    raise ValueError(f"the DiffRec recipes run on ml-1m_clean or synthetic, not {args.dataset!r}")
+    raise ValueError(f"the DiffRec-family recipes run on ml-1m_clean or synthetic, not {args.dataset!r}")
 
 
 def _result(args, test: dict, **extra) -> dict:
@@ -85,7 +85,7 @@ def _closed_form(args, model, data, extra=None) -> dict:
     start = time.perf_counter()
     valid = evaluate(lambda u: model.score(data, u, "valid"), data, "valid")
     test = evaluate(lambda u: model.score(data, u, "test"), data, "test")
-    return _result(args, test, valid_recall20=round(valid["recall@20"], 4), best_epoch=0,
+    return _result(args, test, **{"valid_recall@20": round(valid["recall@20"], 4)}, best_epoch=0,
                    train_seconds=round(train_seconds, 2),
                    eval_seconds=round(time.perf_counter() - start, 2), seconds_per_epoch=0.0,
                    **(extra or {}))
@@ -113,7 +113,7 @@ def _trained(args, model, data, epochs: int, **train) -> dict:
     h = fit(model, data, epochs=epochs, eval_every=1 if args.fast else 5, patience=20,
             eval_batch_size=2048, device=args.device, seed=args.seed,
             progress=not args.no_progress, **train)
-    return _result(args, h.best_test, valid_recall20=round(h.best_valid["recall@20"], 4),
+    return _result(args, h.best_test, **{"valid_recall@20": round(h.best_valid["recall@20"], 4)},
                    best_epoch=h.best_epoch, epochs=h.epochs,
                    train_seconds=round(h.train_seconds, 2), eval_seconds=round(h.eval_seconds, 2),
                    seconds_per_epoch=round(h.seconds_per_epoch, 3))

@@ -17,28 +17,20 @@ LT-DiffRec is L-DiffRec on the same weighted rows. ``--fast`` is a smoke run, no
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from tutorial_lib.data import load_diffrec_npy, make_synthetic
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items
 from tutorial_lib.models.lightgcn import item_embeddings
 from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec
 from tutorial_lib.train import fit
 from tutorial_lib.utils import seed_everything
 
+from .diffrec import load  # the same data: ml-1m_clean or the synthetic default
+
 W_MIN, W_MAX = 0.1, 1.0
 EPOCHS = 1000            # the released code's upper limit; early stopping ends far sooner
 LIGHTGCN = {"dim": 64, "layers": 3, "epochs": 3, "lr": 1e-2, "batch_size": 8192}
 # on the small synthetic world the paper's learning rates need many more epochs
 SYNTHETIC_LR = {"lr_ae": 1e-2, "lr_denoiser": 5e-3}
-
-
-def load(args):
-    if args.dataset == "ml-1m_clean":
-        return load_diffrec_npy(Path(args.data_dir) / "ml-1m_clean")
-    if args.dataset == "synthetic":
-        return make_synthetic(seed=0)[0]
-    raise ValueError(f"the L-/T-DiffRec recipes run on ml-1m_clean or synthetic, not {args.dataset!r}")
 
 
 def item_clusters(data, args, n_clusters: int = 2):
