@@ -105,6 +105,39 @@ def test_seeded_inference_repeats_and_beats_popularity(easy):
     assert first["hr@10"] > 3 * base["hr@10"], (first, base, history.train_loss)
 
 
+def test_checkpoint_resume_continues_exactly(easy, tmp_path):
+    # the importance sampler's loss history is training state: an interrupted run resumed
+    # from its checkpoint must match an uninterrupted one, loss for loss
+    data, _ = easy
+    kw = dict(epochs=4, eval_every=1, lr=5e-3, batch_size=256, metric="hr@10", test=False,
+              optimizer="adam", progress=False, seed=0)
+
+    def new_model():
+        torch.manual_seed(0)
+        return SeqDiffRec(data.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=4)
+
+    reference = new_model()
+    ref_hist = train.fit(reference, data, **kw)
+    assert reference.sampler.warmed_up            # importance sampling was in use
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_3(epoch):
+        if epoch == 3:
+            raise Interrupt
+
+    first = new_model()
+    first.on_epoch_end = stop_at_3
+    with pytest.raises(Interrupt):
+        train.fit(first, data, checkpoint=tmp_path / "s.pt", **kw)
+    resumed = SeqDiffRec(data.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=4)
+    hist = train.fit(resumed, data, checkpoint=tmp_path / "s.pt", resume=True, **kw)
+    assert hist.train_loss == pytest.approx(ref_hist.train_loss, rel=1e-6)
+    assert torch.equal(resumed.sampler.state(), reference.sampler.state())
+    assert resumed.updates == reference.updates
+
+
 def test_bad_input_raises(batch, easy):
     data, history, target = batch
     model = SeqDiffRec(data.n_items, **SMALL)

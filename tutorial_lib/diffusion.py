@@ -359,6 +359,22 @@ class StepSampler:
         w = p[t] * self.T
         return t.to(device), w.to(device=device, dtype=torch.float32)
 
+    def state(self) -> torch.Tensor:
+        """The sampler's memory as one (T, history + 1) tensor: loss history, then counts.
+
+        It is training state: models return it from ``get_extra_state`` so that checkpoints
+        (``train.fit(resume=True)``) continue with the same step distribution.
+        """
+        return torch.cat([self.loss_history, self.count[:, None].double()], 1)
+
+    def load_state(self, state: torch.Tensor) -> None:
+        """Restore what ``state()`` returned."""
+        if tuple(state.shape) != (self.T, self.history + 1):
+            raise ValueError(f"sampler state has shape {tuple(state.shape)}, expected "
+                             f"({self.T}, {self.history + 1}): was it saved with another T?")
+        self.loss_history.copy_(state[:, :-1])
+        self.count.copy_(state[:, -1].long())
+
     def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
         """Record losses (B,) of steps t (B,): each step keeps its last ``history`` values."""
         if self.method == "uniform":

@@ -181,11 +181,10 @@ class DiffRec(nn.Module):
 
     # The sampler's loss history is training state: keep it in checkpoints (train.fit resume).
     def get_extra_state(self) -> torch.Tensor:
-        return torch.cat([self.sampler.loss_history, self.sampler.count[:, None].double()], 1)
+        return self.sampler.state()
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        self.sampler.loss_history.copy_(state[:, :-1])
-        self.sampler.count.copy_(state[:, -1].long())
+        self.sampler.load_state(state)
         self._scores = None
 
     # ------------------------------------------------------------------ inference

@@ -299,11 +299,10 @@ class LDiffRec(nn.Module):
         self.epochs_done += 1
 
     def get_extra_state(self) -> torch.Tensor:
-        return torch.cat([self.sampler.loss_history, self.sampler.count[:, None].double()], 1)
+        return self.sampler.state()            # training state: checkpoints resume it
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        self.sampler.loss_history.copy_(state[:, :-1])
-        self.sampler.count.copy_(state[:, -1].long())
+        self.sampler.load_state(state)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -188,6 +188,15 @@ class SeqDiffRec(nn.Module):
             self.updates += 1
         return (mse / w).mean() + ce.mean()
 
+    # The sampler's memory and the update counter are training state: checkpoints keep them,
+    # so that train.fit(resume=True) continues exactly (the p_t snapshots are for plots only).
+    def get_extra_state(self) -> dict:
+        return {"sampler": self.sampler.state(), "updates": torch.tensor(self.updates)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.sampler.load_state(state["sampler"])
+        self.updates = int(state["updates"])
+
     def on_epoch_end(self, epoch: int) -> None:
         """train.fit's hook: keep the sampler's p_t, to plot how importance sampling adapts."""
         self.p_t_snapshots.append((self.updates, self.sampler.probabilities().float()))
