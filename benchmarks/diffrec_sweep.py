@@ -49,7 +49,7 @@ def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str) -
     data = load(args)
     seed_everything(seed)
     model = DiffRec(data.n_items, **{**DIFFREC, **model_kw})
-    train = dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw", **train_kw)
+    train = {**dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw"), **train_kw}
     start = time.perf_counter()
     h = fit(model, data, epochs=1000, eval_every=5, patience=20, eval_batch_size=2048,
             device=device, seed=seed, progress=False, **train)

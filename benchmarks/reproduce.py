@@ -2,6 +2,8 @@
 
     python benchmarks/reproduce.py diffrec --dataset ml-1m_clean --data-dir ../shared/datasets
     python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda
+    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda \
+        --checkpoint build/diffurec.pt --time-limit 480      # in pieces, e.g. 8 minutes a call
 
 The last line printed is one JSON object with the model, the dataset, the test metrics at the
 best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device and
@@ -39,11 +41,19 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch budget")
     p.add_argument("--fast", action="store_true", help="a short smoke run, not the paper's settings")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--checkpoint", default=None,
+                   help="sequential models: checkpoint file; an existing one is resumed")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="sequential models: pause after the epoch that passes this many seconds "
+                        "of training (needs --checkpoint; run again to go on; the JSON line says "
+                        "\"paused\": true until the run is complete)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.time_limit is not None and args.checkpoint is None:
+        raise SystemExit("--time-limit needs --checkpoint (a paused run resumes from it)")
     module = importlib.import_module(f"recipes.{FAMILIES[args.model]}")
     start = time.perf_counter()
     result = module.RECIPES[args.model](args)

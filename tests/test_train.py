@@ -145,6 +145,25 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
+def test_time_limit_pauses_and_resume_continues_exactly(blocks, tmp_path):
+    # a run split into one-epoch pieces by time_limit=0 ends as the uninterrupted run does
+    args = dict(epochs=7, lr=0.05, **FAST | {"eval_every": 3})
+    straight = new_model()
+    h_straight = fit(straight, blocks, **args)
+    pieces, h = 0, None
+    while h is None or h.paused:
+        model = ToyMF() if pieces else new_model()            # later calls: weights from the file
+        h = fit(model, blocks, checkpoint=tmp_path / "p.pt", resume=pieces > 0, time_limit=0, **args)
+        pieces += 1
+        assert h.epochs == pieces                              # one epoch per call
+    assert pieces == 7 and not h.paused
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch"}
+    strip = lambda h: {k: v for k, v in h.to_dict().items() if k not in timing}  # noqa: E731
+    assert strip(h) == strip(h_straight)
+    with pytest.raises(ValueError, match="checkpoint"):
+        fit(ToyMF(), blocks, time_limit=10, **args)
+
+
 def test_history_is_json_able_and_plots(blocks):
     import matplotlib
     matplotlib.use("Agg")

@@ -61,6 +61,7 @@ class History:
     device: str = "cpu"
     metric: str = "recall@20"
     stopped_early: bool = False
+    paused: bool = False          # stopped by ``time_limit``: resume from the checkpoint
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -188,7 +189,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         patience: int | None = 20, metric: str = "recall@20", ks=(10, 20),
         eval_batch_size: int = 1024, mask_history: bool = True, test: bool | str = "best",
         checkpoint: str | os.PathLike | None = None, resume: bool = False, device="auto",
-        seed: int = 0, progress: bool = True, log_every: int | None = None) -> History:
+        seed: int = 0, progress: bool = True, log_every: int | None = None,
+        time_limit: float | None = None) -> History:
     """Train ``model`` on ``data`` with early stopping on ``metric``; return the History.
 
     Args:
@@ -214,6 +216,9 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         seed: seeds Python, NumPy, torch and the batch-order generator.
         progress: show a tqdm bar over epochs with the loss and metric.
         log_every: also print one line every this many epochs (for logs without bars).
+        time_limit: seconds; once this call has trained that long, write the checkpoint
+            after the current epoch and return with ``history.paused`` set (a long GPU run
+            split over several sessions: call again with ``resume=True`` to go on).
     Returns:
         a :class:`History`; ``model`` ends with the best validation weights loaded.
     """
@@ -226,6 +231,9 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     history = History(device=str(dev), metric=metric)
     best_state, step, start = None, 0, 1
     path = None if checkpoint is None else Path(checkpoint)
+    if time_limit is not None and path is None:
+        raise ValueError("time_limit needs checkpoint=<path>: a paused run resumes from it")
+    started = time.perf_counter()
 
     if resume and path.exists():
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -237,6 +245,12 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         _set_rng_state(ckpt["rng"], generator)
         if history.stopped_early:             # else: a larger ``epochs`` trains on
             start = epochs + 1
+
+    def save(epoch: int, finished: bool) -> None:
+        _save(path, {"model": _cpu_state(model), "best_model": best_state,
+                     "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+                     "history": history.to_dict(), "rng": _rng_state(generator),
+                     "finished": finished})
 
     def run_eval(split):
         model.eval()
@@ -269,6 +283,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         history.train_loss.append(total / max(n_batches, 1))
         history.epochs = epoch
         postfix = {"loss": f"{history.train_loss[-1]:.4g}"}
+        history.paused = (time_limit is not None and epoch < epochs
+                          and time.perf_counter() - started >= time_limit)
 
         if epoch % eval_every == 0 or epoch == epochs:
             t0 = time.perf_counter()
@@ -284,13 +300,17 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                 best_state = _cpu_state(model)
             stop = patience is not None and epoch - history.best_epoch >= patience
             history.stopped_early = stop and epoch < epochs
+            history.paused = history.paused and not stop
             if path is not None:
-                _save(path, {"model": _cpu_state(model), "best_model": best_state,
-                             "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                             "history": history.to_dict(), "rng": _rng_state(generator),
-                             "finished": stop or epoch == epochs})
+                save(epoch, finished=stop or epoch == epochs)
             postfix[metric] = f"{valid[metric]:.4f}"
             postfix["best"] = f"{history.best_valid[metric]:.4f}@{history.best_epoch}"
+        elif history.paused:
+            save(epoch, finished=False)
+        if history.paused:
+            stop = True
+            tqdm.write(f"paused after epoch {epoch} (time_limit {time_limit:g} s); "
+                       f"fit(..., resume=True) continues from {path}")
         bar.set_postfix(postfix)
         if log_every and (epoch % log_every == 0 or stop):
             tqdm.write(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v}" for k, v in postfix.items()))
