@@ -1,7 +1,8 @@
-"""Validation sweep for DiffRec on ml-1m_clean: which settings, among the paper's search space?
+"""Validation sweeps for DiffRec and L-DiffRec on ml-1m_clean: which settings do best?
 
-    python benchmarks/diffrec_sweep.py                  # every config in GRID, seed 1
+    python benchmarks/diffrec_sweep.py                  # every DiffRec config in GRID, seed 1
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
+    python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
 
 The paper (section 4.1.3) searched noise scale, noise bounds, T and the learning rate and
 reports one best setting; this script re-runs that search on *validation* Recall@20 (never
@@ -17,12 +18,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from recipes.diffrec import DIFFREC, load  # noqa: E402
+from recipes.ldiffrec import LIGHTGCN  # noqa: E402
 
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
+from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
+from tutorial_lib.models.lightgcn import item_embeddings  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
 from tutorial_lib.utils import seed_everything  # noqa: E402
 
@@ -43,6 +49,40 @@ GRID = [
     ({"step_sampling": "uniform"}, {}),
 ]
 
+# L-DiffRec around the released ML-1M setting: (model overrides, clustering overrides);
+# clusters come from recipes.ldiffrec.LIGHTGCN (20 epochs) unless lightgcn_epochs says otherwise
+LGRID = [
+    ({}, {"lightgcn_epochs": 3}),                      # 2 clusters of a 3-epoch LightGCN
+    ({}, {"n_clusters": 1}),                           # no clustering: one encoder
+    ({}, {"lightgcn_epochs": 20}),                     # better-trained item embeddings
+    ({"dropout": 0.5}, {"lightgcn_epochs": 3}),        # encoder input dropout as Mult-VAE's
+    ({"lr_ae": 5e-4, "lr_denoiser": 1e-4}, {}),        # the released amazon-book/yelp rates
+]
+
+
+def _summary(config: dict, seed: int, h, start: float) -> dict:
+    return {"config": config, "seed": seed,
+            "valid_recall@20": round(h.best_valid["recall@20"], 4),
+            "test_recall@20": round(h.best_test["recall@20"], 4),
+            "test_ndcg@20": round(h.best_test["ndcg@20"], 4), "best_epoch": h.best_epoch,
+            "epochs": h.epochs, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, device: str) -> dict:
+    data = load(argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir))
+    start = time.perf_counter()
+    gcn = dict(LIGHTGCN, epochs=cluster_kw.get("lightgcn_epochs", LIGHTGCN["epochs"]))
+    n_clusters = cluster_kw.get("n_clusters", 2)
+    emb = (item_embeddings(data, device=device, seed=seed, progress=False, **gcn) if n_clusters > 1
+           else np.zeros((data.n_items, 1)))                       # one cluster: nothing to embed
+    clusters = cluster_items(emb, n_clusters, seed=seed)
+    seed_everything(seed)
+    model = LDiffRec(data.n_items, clusters=clusters, **model_kw)
+    h = fit(model, data, epochs=1000, lr=1e-3, batch_size=400, eval_every=5, patience=20,
+            device=device, seed=seed, progress=False)
+    return {**_summary({**model_kw, **cluster_kw}, seed, h, start),
+            "cluster_sizes": model.vae.cluster_sizes}
+
 
 def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str) -> dict:
     args = argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir)
@@ -53,23 +93,22 @@ def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str) -
     start = time.perf_counter()
     h = fit(model, data, epochs=1000, eval_every=5, patience=20, eval_batch_size=2048,
             device=device, seed=seed, progress=False, **train)
-    return {"config": {**model_kw, **train_kw}, "seed": seed,
-            "valid_recall@20": round(h.best_valid["recall@20"], 4),
-            "test_recall@20": round(h.best_test["recall@20"], 4),
-            "test_ndcg@20": round(h.best_test["ndcg@20"], 4), "best_epoch": h.best_epoch,
-            "epochs": h.epochs, "seconds": round(time.perf_counter() - start, 1)}
+    return _summary({**model_kw, **train_kw}, seed, h, start)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", type=int, nargs="*", help="indices into GRID (default: all)")
+    p.add_argument("--family", choices=["diffrec", "ldiffrec"], default="diffrec")
+    p.add_argument("--only", type=int, nargs="*", help="indices into GRID / LGRID (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
-    for i in (a.only if a.only else range(len(GRID))):
+    grid, runner = (GRID, run) if a.family == "diffrec" else (LGRID, run_ldiffrec)
+    for i in (a.only if a.only else range(len(grid))):
         for seed in a.seeds:
-            print(json.dumps({"index": i, **run(*GRID[i], seed, a.data_dir, a.device)}), flush=True)
+            row = runner(*grid[i], seed, a.data_dir, a.device)
+            print(json.dumps({"family": a.family, "index": i, **row}), flush=True)
 
 
 if __name__ == "__main__":
