@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# DiffuRec's full Amazon Beauty run (500 epochs, the paper's settings) in pieces that fit the
+# 10-minute device calls: each call resumes the checkpoint, trains for SECONDS, pauses, and
+# leaves the checkpoint (split into parts of 15 MB, the device's 16 MiB per-file limit) in OUT.
+#
+#   bash benchmarks/gpu_diffurec_pieces.sh DATA_DIR STATE_DIR OUT SECONDS
+#     DATA_DIR   holds amazon_beauty/dataset.pkl (e.g. gpu_data, carried)
+#     STATE_DIR  the parts of the previous piece (e.g. build/diffurec_state, carried); may be empty
+#     OUT        where the new parts and the JSON line go ($OUT on the device machine)
+#     SECONDS    training seconds for this piece (e.g. 420 in a 600-second call)
+#
+# Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. The JSON line (OUT/diffurec.json)
+# says "paused": true until the run has finished (early stopping or 500 epochs); its metrics are
+# those of the best validation epoch so far. DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=$1 STATE_DIR=$2 OUT=$3 SECONDS_LIMIT=$4
+PY="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p build "$OUT"
+CKPT=build/diffurec_piece.pt
+rm -f "$CKPT"
+if compgen -G "$STATE_DIR/diffurec.pt.part-*" > /dev/null; then
+  cat "$STATE_DIR"/diffurec.pt.part-* > "$CKPT"
+  echo "resuming from $(ls "$STATE_DIR"/diffurec.pt.part-* | wc -l) parts ($(du -h "$CKPT" | cut -f1))"
+fi
+"$PY" benchmarks/reproduce.py diffurec --dataset amazon_beauty --data-dir "$DATA_DIR" --device "${DEVICE:-cuda}" ${EXTRA:-} \
+  --no-progress --checkpoint "$CKPT" --time-limit "$SECONDS_LIMIT" | tail -n 1 | tee "$OUT/diffurec.json"
+split -b 15000000 -d "$CKPT" "$OUT/diffurec.pt.part-"
+ls -l "$OUT"
