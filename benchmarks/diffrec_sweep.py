@@ -4,8 +4,8 @@
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
     python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
 
-The paper (section 4.1.3) searched noise scale, noise bounds, T and the learning rate and
-reports one best setting; this script re-runs that search on *validation* Recall@20 (never
+The paper searched noise scale, noise bounds, T and the learning rate and reports one best
+setting; this script re-runs that search on *validation* Recall@20 (never
 test) so that the recipe's choice can be checked. One JSON line per (config, seed) with the
 validation figure that decides and the test figure at the best validation epoch, which is
 reported, not used. Same protocol and training loop as ``reproduce.py diffrec``.
@@ -60,6 +60,11 @@ LGRID = [
 ]
 
 
+def train_kwargs(overrides: dict) -> dict:
+    """fit's settings of the DiffRec recipe with a GRID entry's training overrides."""
+    return {**dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw"), **overrides}
+
+
 def _summary(config: dict, seed: int, h, start: float) -> dict:
     return {"config": config, "seed": seed,
             "valid_recall@20": round(h.best_valid["recall@20"], 4),
@@ -89,7 +94,7 @@ def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str) -
     data = load(args)
     seed_everything(seed)
     model = DiffRec(data.n_items, **{**DIFFREC, **model_kw})
-    train = {**dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw"), **train_kw}
+    train = train_kwargs(train_kw)
     start = time.perf_counter()
     h = fit(model, data, epochs=1000, eval_every=5, patience=20, eval_batch_size=2048,
             device=device, seed=seed, progress=False, **train)

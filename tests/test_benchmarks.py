@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import diffrec_sweep  # noqa: E402
 import reproduce  # noqa: E402
 
 METRICS = ("hr@10", "ndcg@10", "masked_hr@10", "valid_ndcg@10", "best_epoch", "epochs")
@@ -31,3 +32,16 @@ def test_a_run_in_pieces_equals_one_run(tmp_path):
 def test_time_limit_without_checkpoint_is_refused():
     with pytest.raises(SystemExit, match="checkpoint"):
         reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--time-limit", "60"])
+
+
+def test_every_sweep_config_builds_its_model():
+    # a misspelt override in GRID / LGRID would only show after minutes of ml-1m training
+    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.ldiffrec import LDiffRec
+
+    for model_kw, train_kw in diffrec_sweep.GRID:
+        DiffRec(50, **{**diffrec_sweep.DIFFREC, **model_kw})
+        assert set(diffrec_sweep.train_kwargs(train_kw)) == {"lr", "weight_decay", "batch_size", "optimizer"}
+    for model_kw, cluster_kw in diffrec_sweep.LGRID:
+        LDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
+        assert set(cluster_kw) <= {"n_clusters", "lightgcn_epochs"}
