@@ -110,6 +110,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(blocks):
     assert history.epochs == 10 and [e for e, _ in history.valid] == [5, 10]
 
 
+def without_timing(history) -> dict:
+    """A History as a dict minus its wall-clock fields (which differ between runs)."""
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch"}
+    return {k: v for k, v in history.to_dict().items() if k not in timing}
+
+
 def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     args = dict(epochs=8, lr=0.05, **FAST | {"eval_every": 2})
     straight = new_model()
@@ -135,13 +141,11 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     last_b = torch.load(tmp_path / "b.pt", weights_only=True)
     for k, v in last_a["model"].items():
         assert torch.equal(v, last_b["model"][k]), k                    # last weights too
-    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch"}
-    strip = lambda h: {k: v for k, v in h.to_dict().items() if k not in timing}  # noqa: E731
-    assert strip(h_straight) == strip(h_resumed)
+    assert without_timing(h_straight) == without_timing(h_resumed)
     # resuming a finished run trains nothing more and returns the same history
     again = ToyMF()
     h_again = fit(again, blocks, checkpoint=tmp_path / "b.pt", resume=True, **args)
-    assert strip(h_again) == strip(h_straight) and again.epochs_seen == []
+    assert without_timing(h_again) == without_timing(h_straight) and again.epochs_seen == []
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
@@ -157,9 +161,7 @@ def test_time_limit_pauses_and_resume_continues_exactly(blocks, tmp_path):
         pieces += 1
         assert h.epochs == pieces                              # one epoch per call
     assert pieces == 7 and not h.paused
-    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch"}
-    strip = lambda h: {k: v for k, v in h.to_dict().items() if k not in timing}  # noqa: E731
-    assert strip(h) == strip(h_straight)
+    assert without_timing(h) == without_timing(h_straight)
     with pytest.raises(ValueError, match="checkpoint"):
         fit(ToyMF(), blocks, time_limit=10, **args)
 
