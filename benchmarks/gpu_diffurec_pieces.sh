@@ -12,6 +12,13 @@
 # Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. The JSON line (OUT/diffurec.json)
 # says "paused": true until the run has finished (early stopping or 500 epochs); its metrics are
 # those of the best validation epoch so far. DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU.
+#
+# A run begun on a CPU continues here: its checkpoint is device-neutral (CPU tensors, the lr
+# decay follows the epoch count), so split it into STATE_DIR first, e.g.
+#   mkdir -p build/diffurec_state
+#   split -b 15000000 -d build/diffurec_cpu.pt build/diffurec_state/diffurec.pt.part-
+# (CUDA then trains in bf16 autocast where the CPU trained in fp32: the resumed run is not
+# bit-identical to one that ran on either device alone.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=$1 STATE_DIR=$2 OUT=$3 SECONDS_LIMIT=$4
