@@ -9,9 +9,10 @@
 #     OUT        where the new parts and the JSON line go ($OUT on the device machine)
 #     SECONDS    training seconds for this piece (e.g. 420 in a 600-second call)
 #
-# Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. The JSON line (OUT/diffurec.json)
-# says "paused": true until the run has finished (early stopping or 500 epochs); its metrics are
-# those of the best validation epoch so far. DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU.
+# Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. OUT/diffurec.log has a line per
+# epoch; the JSON line (OUT/diffurec.json) says "paused": true until the run has finished (early
+# stopping or 500 epochs); its metrics are those of the best validation epoch so far.
+# DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU.
 #
 # A run begun on a CPU continues here: its checkpoint is device-neutral (CPU tensors, the lr
 # decay follows the epoch count), so split it into STATE_DIR first, e.g.
@@ -32,6 +33,7 @@ if compgen -G "$STATE_DIR/diffurec.pt.part-*" > /dev/null; then
   echo "resuming from $(ls "$STATE_DIR"/diffurec.pt.part-* | wc -l) parts ($(du -h "$CKPT" | cut -f1))"
 fi
 "$PY" benchmarks/reproduce.py diffurec --dataset amazon_beauty --data-dir "$DATA_DIR" --device "${DEVICE:-cuda}" ${EXTRA:-} \
-  --no-progress --checkpoint "$CKPT" --time-limit "$SECONDS_LIMIT" | tail -n 1 | tee "$OUT/diffurec.json"
+  --no-progress --log-every 1 --checkpoint "$CKPT" --time-limit "$SECONDS_LIMIT" | tee "$OUT/diffurec.log" \
+  | tail -n 1 | tee "$OUT/diffurec.json"
 split -b 15000000 -d "$CKPT" "$OUT/diffurec.pt.part-"
 ls -l "$OUT"

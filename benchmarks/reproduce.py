@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch budget")
     p.add_argument("--fast", action="store_true", help="a short smoke run, not the paper's settings")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-every", type=int, default=None, metavar="N",
+                   help="print a line every N epochs (training seconds, loss, validation): "
+                        "a readable log for long runs without a progress bar")
     p.add_argument("--checkpoint", default=None,
                    help="sequential models: checkpoint file; an existing one is resumed")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",

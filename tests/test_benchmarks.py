@@ -26,7 +26,17 @@ def test_a_run_in_pieces_equals_one_run(tmp_path):
         calls += 1
         assert calls <= 4
     assert calls == 4
+    first = reproduce.main(base + ["--checkpoint", str(tmp_path / "t.pt"), "--time-limit", "0"])
+    assert first["paused"] and first["valid_ndcg@10"] is None      # not validated yet: null, not NaN
     assert {k: out[k] for k in METRICS} == {k: straight[k] for k in METRICS}
+
+
+def test_log_every_gives_a_line_per_epoch_before_the_json(capsys):
+    reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--no-progress", "--epochs", "2",
+                    "--log-every", "1"])
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split()[1] for ln in out if ln.startswith("epoch")] == ["1", "2"]
+    assert out[-1].startswith("{")          # the JSON line stays last
 
 
 def test_time_limit_without_checkpoint_is_refused():

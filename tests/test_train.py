@@ -194,6 +194,7 @@ def test_log_every_prints_a_line_per_period(blocks, capsys):
     fit(new_model(), blocks, epochs=4, log_every=2, **FAST)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
     assert [ln.split()[1] for ln in lines] == ["2", "4"] and "recall@10" in lines[0]
+    assert all(ln.split()[2] == "train" and float(ln.split()[3]) >= 0 and ln.split()[4] == "s" for ln in lines)
 
 
 def test_optimizer_choices(blocks):

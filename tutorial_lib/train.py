@@ -215,7 +215,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see ``tutorial_lib.device``).
         seed: seeds Python, NumPy, torch and the batch-order generator.
         progress: show a tqdm bar over epochs with the loss and metric.
-        log_every: also print one line every this many epochs (for logs without bars).
+        log_every: also print one line every this many epochs (for logs without bars): the
+            epoch, its training seconds, the loss and, after an evaluation, the metric.
         time_limit: seconds; once this call has trained that long, write the checkpoint
             after the current epoch and return with ``history.paused`` set (a long GPU run
             split over several sessions: call again with ``resume=True`` to go on).
@@ -279,7 +280,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                 model.on_step_end(step)
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch)
-        history.train_seconds += time.perf_counter() - t0
+        epoch_seconds = time.perf_counter() - t0
+        history.train_seconds += epoch_seconds
         history.train_loss.append(total / max(n_batches, 1))
         history.epochs = epoch
         postfix = {"loss": f"{history.train_loss[-1]:.4g}"}
@@ -313,7 +315,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                        f"fit(..., resume=True) continues from {path}")
         bar.set_postfix(postfix)
         if log_every and (epoch % log_every == 0 or stop):
-            tqdm.write(f"epoch {epoch:4d}  " + "  ".join(f"{k} {v}" for k, v in postfix.items()))
+            tqdm.write(f"epoch {epoch:4d}  train {epoch_seconds:.1f} s  "
+                       + "  ".join(f"{k} {v}" for k, v in postfix.items()))
         if stop:
             break
     bar.close()

@@ -114,7 +114,8 @@ def _train(model, data, args, train: dict, optimizer):
                optimizer=optimizer, eval_every=min(train["eval_every"], epochs),
                patience=train["patience"], metric="ndcg@10", ks=KS, eval_batch_size=_eval_batch(dev),
                mask_history=False, test=False, device=dev, seed=args.seed,
-               progress=not args.no_progress, **_pieces(args))
+               progress=not args.no_progress, log_every=getattr(args, "log_every", None),
+               **_pieces(args))
     return hist, dev
 
 
@@ -133,7 +134,8 @@ def _result(args, model, data, hist, dev, extra=None) -> dict:
     eval_seconds = hist.eval_seconds + time.perf_counter() - t0
     return {"model": args.model, "dataset": data.name, **test, "scale": 100,
             "protocol": "hr@K/ndcg@K: history not masked (DiffuRec's); masked_*: history masked",
-            "valid_ndcg@10": round(100 * hist.best_valid.get("ndcg@10", float("nan")), 4),
+            # null (valid JSON, unlike NaN) while a paused run has not been validated yet
+            "valid_ndcg@10": round(100 * hist.best_valid["ndcg@10"], 4) if hist.best_valid else None,
             "best_epoch": hist.best_epoch, "epochs": hist.epochs,
             "train_seconds": round(hist.train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
             "seconds_per_epoch": round(hist.seconds_per_epoch, 2), "device": str(dev),
