@@ -18,8 +18,8 @@
 # decay follows the epoch count), so split it into STATE_DIR first, e.g.
 #   mkdir -p build/diffurec_state
 #   split -b 15000000 -d build/diffurec_cpu.pt build/diffurec_state/diffurec.pt.part-
-# (CUDA then trains in bf16 autocast where the CPU trained in fp32: the resumed run is not
-# bit-identical to one that ran on either device alone.)
+# (both train in fp32, but their kernels round differently: the resumed run is not bit-identical
+# to one that ran on either device alone.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=$1 STATE_DIR=$2 OUT=$3 SECONDS_LIMIT=$4
