@@ -112,7 +112,7 @@ def _trained(args, model, data, epochs: int, **train) -> dict:
     epochs = args.epochs or (2 if args.fast else epochs)
     h = fit(model, data, epochs=epochs, eval_every=1 if args.fast else 5, patience=20,
             eval_batch_size=2048, device=args.device, seed=args.seed,
-            progress=not args.no_progress, log_every=getattr(args, "log_every", None), **train)
+            progress=not args.no_progress, log_every=args.log_every, **train)
     return _result(args, h.best_test, **{"valid_recall@20": round(h.best_valid["recall@20"], 4)},
                    best_epoch=h.best_epoch, epochs=h.epochs,
                    train_seconds=round(h.train_seconds, 2), eval_seconds=round(h.eval_seconds, 2),

@@ -28,8 +28,9 @@ Speed: big evaluation batches on CUDA; everywhere the exact savings of the libra
 (last-position-only final block, padding trimmed, length-sorted chunks on CPU). DiffuRec trains in
 fp32 on every device: its batches are launch-bound on a GPU, and bf16 autocast (which adds cast
 kernels) measured slower on an H200, 5.1 against 3.9 s per epoch; on this CPU it gained only 1.25x.
-SASRec keeps the library's default (bf16 autocast on CUDA), which has not been compared. ``speed`` times a fixed number of training batches at the paper's settings and
-extrapolates to one epoch (labelled so), with the load average to show CPU contention.
+SASRec keeps the library's default (bf16 autocast on CUDA), which has not been compared.
+``speed`` times a fixed number of training batches at the paper's settings and extrapolates to
+one epoch (labelled so), with the load average to show CPU contention.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def _train(model, data, args, train: dict, optimizer):
                optimizer=optimizer, eval_every=min(train["eval_every"], epochs),
                patience=train["patience"], metric="ndcg@10", ks=KS, eval_batch_size=_eval_batch(dev),
                mask_history=False, test=False, device=dev, seed=args.seed,
-               progress=not args.no_progress, log_every=getattr(args, "log_every", None),
+               progress=not args.no_progress, log_every=args.log_every,
                **_pieces(args))
     return hist, dev
 
