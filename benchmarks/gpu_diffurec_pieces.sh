@@ -7,7 +7,7 @@
 #     DATA_DIR   holds amazon_beauty/dataset.pkl (e.g. gpu_data, carried)
 #     STATE_DIR  the parts of the previous piece (e.g. build/diffurec_state, carried); may be empty
 #     OUT        where the new parts and the JSON line go ($OUT on the device machine)
-#     SECONDS    training seconds for this piece (e.g. 420 in a 600-second call)
+#     SECONDS    training seconds for this piece (e.g. 450 in a 600-second call, with WALL_LIMIT=560)
 #
 # Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. OUT/diffurec.log has a line per
 # epoch; the JSON line (OUT/diffurec.json) says "paused": true until the run has finished (early
@@ -32,8 +32,12 @@ if compgen -G "$STATE_DIR/diffurec.pt.part-*" > /dev/null; then
   cat "$STATE_DIR"/diffurec.pt.part-* > "$CKPT"
   echo "resuming from $(ls "$STATE_DIR"/diffurec.pt.part-* | wc -l) parts ($(du -h "$CKPT" | cut -f1))"
 fi
-"$PY" benchmarks/reproduce.py diffurec --dataset amazon_beauty --data-dir "$DATA_DIR" --device "${DEVICE:-cuda}" ${EXTRA:-} \
-  --no-progress --log-every 1 --checkpoint "$CKPT" --time-limit "$SECONDS_LIMIT" | tee "$OUT/diffurec.log" \
-  | tail -n 1 | tee "$OUT/diffurec.json"
-split -b 15000000 -d "$CKPT" "$OUT/diffurec.pt.part-"
+# WALL_LIMIT (seconds, default none) kills the run if it overruns (e.g. a slow test evaluation):
+# the checkpoint written at the pause is kept, and the parts below are still written.
+status=0
+timeout "${WALL_LIMIT:-0}" "$PY" benchmarks/reproduce.py diffurec --dataset amazon_beauty --data-dir "$DATA_DIR" \
+  --device "${DEVICE:-cuda}" ${EXTRA:-} --no-progress --log-every 1 --checkpoint "$CKPT" \
+  --time-limit "$SECONDS_LIMIT" | tee "$OUT/diffurec.log" | tail -n 1 | tee "$OUT/diffurec.json" || status=$?
+[ -f "$CKPT" ] && split -b 15000000 -d "$CKPT" "$OUT/diffurec.pt.part-"
 ls -l "$OUT"
+exit "$status"

@@ -1,6 +1,8 @@
 """The benchmark entry points run (smoke) and a long run split by --time-limit ends as one run."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +39,42 @@ def test_log_every_gives_a_line_per_epoch_before_the_json(capsys):
     out = capsys.readouterr().out.splitlines()
     assert [ln.split()[1] for ln in out if ln.startswith("epoch")] == ["1", "2"]
     assert out[-1].startswith("{")          # the JSON line stays last
+
+
+def test_evalseeds_reloads_the_best_model_and_its_eval_seed(tmp_path):
+    # the spread over inference noise is only meaningful if eval seed 1 reproduces the run's own test
+    from recipes import sequential
+
+    ckpt = tmp_path / "d.pt"
+    run = reproduce.main(["diffurec", "--dataset", "synthetic", "--fast", "--no-progress", "--epochs", "4",
+                          "--checkpoint", str(ckpt)])
+    data = sequential.loo_synthetic(seed=0)[0]
+    rows = list(sequential.eval_seeds(data, str(ckpt), [1, 2], config=sequential.FAST_DIFFUREC))
+    assert [r["eval_seed"] for r in rows] == [1, 2] and rows[0]["best_epoch"] == run["best_epoch"]
+    assert {k: rows[0][k] for k in sequential.KEYS} == {k: run[k] for k in sequential.KEYS}
+
+
+def test_gpu_pieces_script_keeps_the_state_when_the_wall_limit_kills_it(tmp_path, shared_datasets):
+    # a device call that overruns must still hand back the checkpoint parts (else a piece is lost)
+    script = ROOT / "benchmarks" / "gpu_diffurec_pieces.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    state, out1, out2 = tmp_path / "state", tmp_path / "out1", tmp_path / "out2"
+    state.mkdir()
+
+    def call(out, seconds, **extra):
+        return subprocess.run(["bash", str(script), str(shared_datasets), str(state), str(out), seconds],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    first = call(out1, "0", EXTRA="--fast --epochs 50")             # one epoch, then a clean pause
+    assert first.returncode == 0, first.stderr
+    assert '"paused": true' in (out1 / "diffurec.json").read_text()
+    for part in out1.glob("diffurec.pt.part-*"):
+        (state / part.name).write_bytes(part.read_bytes())
+    killed = call(out2, "1000", EXTRA="--fast --epochs 50", WALL_LIMIT="2")    # killed mid-run
+    assert killed.returncode == 124
+    parts = sorted(out2.glob("diffurec.pt.part-*"))
+    assert parts and b"".join(p.read_bytes() for p in parts) == b"".join(
+        p.read_bytes() for p in sorted(state.glob("diffurec.pt.part-*")))  # the state it resumed from
 
 
 def test_time_limit_without_checkpoint_is_refused():
