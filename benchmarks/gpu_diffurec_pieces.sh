@@ -12,7 +12,8 @@
 # Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. OUT/diffurec.log has a line per
 # epoch; the JSON line (OUT/diffurec.json) says "paused": true until the run has finished (early
 # stopping or 500 epochs); its metrics are those of the best validation epoch so far.
-# DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU.
+# DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU. EXTRA=--release-padding runs the padding
+# ablation (RESULTS.md) instead: give it its own, empty STATE_DIR to start from epoch 0.
 #
 # A run begun on a CPU continues here: its checkpoint is device-neutral (CPU tensors, the lr
 # decay follows the epoch count), so split it into STATE_DIR first, e.g.

@@ -4,6 +4,8 @@
     python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda
     python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda \
         --checkpoint build/diffurec.pt --time-limit 480      # in pieces, e.g. 8 minutes a call
+    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda --release-padding
+                                                             # ablation: the release's padding mask
 
 The last line printed is one JSON object with the model, the dataset, the test metrics at the
 best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device and
@@ -50,6 +52,9 @@ def parse_args(argv=None):
                    help="sequential models: pause after the epoch that passes this many seconds "
                         "of training (needs --checkpoint; run again to go on; the JSON line says "
                         "\"paused\": true until the run is complete)")
+    p.add_argument("--release-padding", action="store_true",
+                   help="diffurec only, an ablation: the released code's padding mask (padding "
+                        "then changes the output; see tutorial_lib/models/diffurec.py)")
     return p.parse_args(argv)
 
 
@@ -57,6 +62,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.time_limit is not None and args.checkpoint is None:
         raise SystemExit("--time-limit needs --checkpoint (a paused run resumes from it)")
+    if args.release_padding and args.model != "diffurec":
+        raise SystemExit("--release-padding is an ablation of diffurec only")
     module = importlib.import_module(f"recipes.{FAMILIES[args.model]}")
     start = time.perf_counter()
     result = module.RECIPES[args.model](args)

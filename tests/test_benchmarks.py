@@ -77,6 +77,14 @@ def test_gpu_pieces_script_keeps_the_state_when_the_wall_limit_kills_it(tmp_path
         p.read_bytes() for p in sorted(state.glob("diffurec.pt.part-*")))  # the state it resumed from
 
 
+def test_release_padding_ablation_reaches_the_model_and_only_diffurec():
+    out = reproduce.main(["diffurec", "--dataset", "synthetic", "--fast", "--no-progress", "--epochs", "1",
+                          "--release-padding"])
+    assert out["config"]["release_padding"] is True
+    with pytest.raises(SystemExit, match="ablation of diffurec only"):
+        reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--release-padding"])
+
+
 def test_time_limit_without_checkpoint_is_refused():
     with pytest.raises(SystemExit, match="checkpoint"):
         reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--time-limit", "60"])

@@ -100,3 +100,25 @@ def test_step_lr_as_released():
     for epoch, lr in ((1, 1e-3), (99, 1e-3), (100, 1e-4), (250, 1e-5)):
         m.on_epoch_end(epoch)
         assert opt.param_groups[0]["lr"] == pytest.approx(lr)
+
+
+def test_release_padding_ablation_lets_padding_change_scores(seq_data):
+    # the ablation reproduces the released mask: the same test as above must now FAIL to hold
+    m = small_model(seq_data.n_items, release_padding=True).eval()
+    users = torch.arange(30)
+    before = m.score(seq_data, users, "valid")
+    with torch.no_grad():
+        m.item_emb.weight[0] = 50 * torch.randn(16)                     # the PAD row
+    assert not torch.allclose(before, m.score(seq_data, users, "valid"), atol=1e-2)
+
+
+def test_release_attention_bias_blanks_pad_query_rows_only():
+    from tutorial_lib.models.transformer import TransformerEncoder, release_attention_bias
+
+    pad = torch.tensor([[True, True, False, False]])
+    scores = torch.randn(1, 1, 4, 4)
+    p = torch.softmax(scores + release_attention_bias(pad), dim=-1)[0, 0]
+    assert torch.allclose(p[:2], torch.full((2, 4), 0.25))             # PAD queries: uniform over all keys
+    assert torch.allclose(p[2:], torch.softmax(scores[0, 0, 2:], -1))  # real queries: PAD keys stay open
+    with pytest.raises(ValueError, match="causal"):
+        TransformerEncoder(16, 2, 1, causal=True, release_padding=True)

@@ -155,6 +155,8 @@ def run_diffurec(args) -> dict:
     data = load(args)
     small = args.fast or args.dataset == "synthetic"
     config, train = (FAST_DIFFUREC, FAST_TRAIN) if small else (DIFFUREC, DIFFUREC_TRAIN)
+    if getattr(args, "release_padding", False):                  # ablation (reproduce.py --release-padding)
+        config = dict(config, release_padding=True)
     dev = pick_device(args.device)
     # fp32 on every device: bf16 autocast measured slower on an H200 (5.1 vs 3.9 s per epoch, RESULTS.md)
     model = DiffuRec(data.n_items, **config, chunk_size=None if dev.type == "cuda" else 64, amp=False,

@@ -28,6 +28,9 @@ Differences from the released code (WHUIR/DiffuRec), all deliberate:
 * the reverse chain samples with the posterior variance beta~_t (the release uses beta_t)
 * inference noise comes from a seeded generator, so evaluation is reproducible
 * the padding id is not a candidate item in the ranking
+``release_padding=True`` puts the release's padding back, as an ablation for measuring what it
+does (RESULTS.md): PAD query rows blanked, PAD keys attended, windows never trimmed (always
+``max_len`` wide), so the amount of padding changes the output.
 Speed (exact, same results): the last block computes the last position only, and batches are
 sorted by length and trimmed of padding chunk by chunk (``sequences.length_chunks``).
 """
@@ -48,13 +51,14 @@ class Approximator(nn.Module):
     """f_theta(x_t, t | history) -> x0_hat: the Transformer that denoises the target embedding."""
 
     def __init__(self, hidden: int = 128, heads: int = 4, n_blocks: int = 4, dropout: float = 0.1,
-                 T: int = 32, lambda_mean: float = 0.001, lambda_std: float = 0.001):
+                 T: int = 32, lambda_mean: float = 0.001, lambda_std: float = 0.001,
+                 release_padding: bool = False):
         super().__init__()
         self.hidden, self.T = hidden, T
         self.lambda_mean, self.lambda_std = lambda_mean, lambda_std
         self.step_mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.SiLU(), nn.Linear(4 * hidden, hidden))
         self.encoder = TransformerEncoder(hidden, heads, n_blocks, dropout, causal=False,
-                                          norm_first=True, block_dropout=True)
+                                          norm_first=True, block_dropout=True, release_padding=release_padding)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
 
@@ -81,6 +85,7 @@ class DiffuRec(nn.Module):
         chunk_size: length-sorted micro-batches (None = trim the whole batch only).
         amp: bf16 autocast; None = on CUDA only.
         eval_seed: seeds the inference noise (x_T, the reverse steps' noise and lambda).
+        release_padding: ablation only: the released code's padding (see above).
         lr_decay_step, lr_gamma: the released code's StepLR (lr x 0.1 every 100 epochs), applied
             when train.fit builds the optimizer with ``configure_optimizers`` (optimizer=None).
     """
@@ -89,17 +94,19 @@ class DiffuRec(nn.Module):
                  heads: int = 4, dropout: float = 0.1, emb_dropout: float = 0.3, T: int = 32,
                  schedule: str = "trunc-linear", lambda_mean: float = 0.001, lambda_std: float = 0.001,
                  chunk_size: int | None = 64, amp: bool | None = None, eval_seed: int = 0,
-                 lr_decay_step: int | None = 100, lr_gamma: float = 0.1):
+                 lr_decay_step: int | None = 100, lr_gamma: float = 0.1, release_padding: bool = False):
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
         self.n_items, self.hidden, self.max_len = n_items, hidden, max_len
+        self.release_padding = release_padding
         self.chunk_size, self.amp, self.eval_seed = chunk_size, amp, eval_seed
         self.item_emb = nn.Embedding(n_items + 1, hidden)                       # N(0, 1), as released
         self.emb_dropout = nn.Dropout(emb_dropout)
         self.emb_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.diffusion = GaussianDiffusion(get_betas(schedule, T), mean_type="x0")
-        self.approximator = Approximator(hidden, heads, n_blocks, dropout, T, lambda_mean, lambda_std)
+        self.approximator = Approximator(hidden, heads, n_blocks, dropout, T, lambda_mean, lambda_std,
+                                         release_padding)
         self.lr_decay_step, self.lr_gamma = lr_decay_step, lr_gamma
         self._optimizer: torch.optim.Optimizer | None = None
         self._train_cache: tuple[int, SequenceBatches] | None = None
@@ -115,6 +122,12 @@ class DiffuRec(nn.Module):
     def embed(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (B, L) ids + 1 -> LN(Dropout(E[windows])) (B, L, d); no positions, as released."""
         return self.emb_norm(self.emb_dropout(self.item_emb(windows)))
+
+    def _chunks(self, windows: torch.Tensor):
+        """length_chunks, or the whole untrimmed batch when padding matters (release_padding)."""
+        if self.release_padding:
+            return [(torch.arange(len(windows), device=windows.device), windows)]
+        return length_chunks(windows, self.chunk_size)
 
     def logits(self, x0: torch.Tensor) -> torch.Tensor:
         """x0 (B, d) -> (B, n_items): inner products with every item embedding ("rounding").
@@ -149,7 +162,7 @@ class DiffuRec(nn.Module):
         windows, targets = batch
         total = 0.0
         with self._autocast(windows.device):
-            for rows, w in length_chunks(windows, self.chunk_size):
+            for rows, w in self._chunks(windows):
                 y = targets[rows]
                 x0 = self.item_emb(y + 1)                                            # e_{n+1}
                 t = torch.randint(0, self.T, (len(y),), device=w.device)
@@ -189,6 +202,6 @@ class DiffuRec(nn.Module):
         gen = self.generator_for(users, dev) if generator is None else generator
         out = torch.empty(len(windows), self.n_items, device=dev)
         with self._autocast(dev):
-            for rows, w in length_chunks(windows, self.chunk_size):
+            for rows, w in self._chunks(windows):
                 out[rows] = self.logits(self.reverse(w, gen)).float()
         return out

@@ -25,12 +25,28 @@ left-padded window always has position L - 1, so trimming all-padding columns
 ``last_only=True`` computes the final block's queries at the last position only: the models
 read only that row (the representation of the whole history), and all the other rows of the
 final block would be thrown away. Exact, and about a quarter of the encoder's work saved.
+
+``release_padding=True`` is an *ablation*, not for use: it reproduces DiffuRec's released
+mask, which blanks the *query* rows of PAD positions (they attend to every key with equal
+weight) and leaves PAD *keys* open, so real positions attend to the padding and the amount of
+padding changes the output. Padded rows are not zeroed, and trimming padding is not exact.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def release_attention_bias(pad: torch.Tensor) -> torch.Tensor:
+    """Additive mask (B, 1, L, L) of DiffuRec's released code: -1e9 on the rows of PAD queries.
+
+    Such a row becomes uniform after the softmax; the rows of real positions keep every key,
+    PAD keys included. Only for the ``release_padding`` ablation.
+    """
+    B, L = pad.shape
+    bias = torch.zeros(B, 1, L, L, device=pad.device)
+    return bias.masked_fill(pad[:, None, :, None], -1e9)
 
 
 def attention_mask(pad: torch.Tensor, causal: bool, n_queries: int | None = None) -> torch.Tensor:
@@ -114,15 +130,19 @@ class TransformerEncoder(nn.Module):
         norm_first: pre-LN (True) or post-LN blocks.
         final_norm: a LayerNorm after the last block (pre-LN stacks usually want one).
         block_dropout: extra dropout on each block's output (DiffuRec's released blocks).
+        release_padding: ablation only: DiffuRec's released mask (module docstring); padding
+            then changes the output. Bidirectional only.
     """
 
     def __init__(self, d: int = 128, heads: int = 4, n_blocks: int = 2, dropout: float = 0.1,
                  causal: bool = False, norm_first: bool = True, final_norm: bool = False,
-                 block_dropout: bool = False):
+                 block_dropout: bool = False, release_padding: bool = False):
         super().__init__()
         if n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
-        self.causal, self.block_dropout = causal, block_dropout
+        if release_padding and causal:
+            raise ValueError("release_padding reproduces DiffuRec's bidirectional mask; it has no causal form")
+        self.causal, self.block_dropout, self.release_padding = causal, block_dropout, release_padding
         self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout, norm_first) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(d, eps=1e-12) if final_norm else nn.Identity()
         self.drop = nn.Dropout(dropout)
@@ -136,8 +156,10 @@ class TransformerEncoder(nn.Module):
         if h.shape[:2] != pad.shape:
             raise ValueError(f"h has shape {tuple(h.shape)} but pad has {tuple(pad.shape)}; need (B, L, d) and (B, L)")
         L = h.shape[1]
-        full = attention_mask(pad, self.causal)
-        keep = (~pad).unsqueeze(-1).to(h.dtype)
+        if self.release_padding:
+            full, keep = release_attention_bias(pad).to(h.dtype), torch.ones_like(pad, dtype=h.dtype).unsqueeze(-1)
+        else:
+            full, keep = attention_mask(pad, self.causal), (~pad).unsqueeze(-1).to(h.dtype)
         for j, block in enumerate(self.blocks):
             last = last_only and j == len(self.blocks) - 1
             n_q = 1 if last else L
