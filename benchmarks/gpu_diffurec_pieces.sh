@@ -27,7 +27,7 @@ DATA_DIR=$1 STATE_DIR=$2 OUT=$3 SECONDS_LIMIT=$4
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p build "$OUT"
-CKPT=build/diffurec_piece.pt
+CKPT="${CKPT:-build/diffurec_piece.pt}"    # the joined checkpoint this piece trains on
 rm -f "$CKPT"
 if compgen -G "$STATE_DIR/diffurec.pt.part-*" > /dev/null; then
   cat "$STATE_DIR"/diffurec.pt.part-* > "$CKPT"

@@ -57,7 +57,8 @@ def test_evalseeds_reloads_the_best_model_and_its_eval_seed(tmp_path):
 def test_gpu_pieces_script_keeps_the_state_when_the_wall_limit_kills_it(tmp_path, shared_datasets):
     # a device call that overruns must still hand back the checkpoint parts (else a piece is lost)
     script = ROOT / "benchmarks" / "gpu_diffurec_pieces.sh"
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "OMP_NUM_THREADS": "1",
+           "CKPT": str(tmp_path / "joined.pt")}
     state, out1, out2 = tmp_path / "state", tmp_path / "out1", tmp_path / "out2"
     state.mkdir()
 
