@@ -279,6 +279,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60, help="grid: epochs per config")
     p.add_argument("--checkpoint", help="evalseeds: a fit() checkpoint of the DiffuRec recipe")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="evalseeds: eval seeds")
+    p.add_argument("--release-padding", action="store_true",
+                   help="evalseeds: the checkpoint was trained with reproduce.py --release-padding")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -286,7 +288,8 @@ def main(argv=None):
     if a.command == "evalseeds":
         if a.model != "diffurec" or not a.checkpoint:
             raise SystemExit("evalseeds: diffurec with --checkpoint PATH")
-        for row in eval_seeds(data, a.checkpoint, a.seeds, a.device):
+        config = dict(DIFFUREC, release_padding=True) if a.release_padding else DIFFUREC
+        for row in eval_seeds(data, a.checkpoint, a.seeds, a.device, config):
             print(json.dumps(row), flush=True)
         return
     if a.command == "grid":
