@@ -150,6 +150,13 @@ def _result(args, model, data, hist, dev, extra=None) -> dict:
             "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
+def _diffurec(n_items: int, config: dict, dev, eval_seed: int = 0) -> DiffuRec:
+    """The recipe's DiffuRec for ``dev``: length chunks on CPU only, and fp32 on every device
+    (bf16 autocast measured slower on an H200, 5.1 vs 3.9 s per epoch, RESULTS.md)."""
+    return DiffuRec(n_items, **config, chunk_size=None if dev.type == "cuda" else 64, amp=False,
+                    eval_seed=eval_seed)
+
+
 def run_diffurec(args) -> dict:
     seed_everything(args.seed)
     data = load(args)
@@ -157,10 +164,7 @@ def run_diffurec(args) -> dict:
     config, train = (FAST_DIFFUREC, FAST_TRAIN) if small else (DIFFUREC, DIFFUREC_TRAIN)
     if getattr(args, "release_padding", False):                  # ablation (reproduce.py --release-padding)
         config = dict(config, release_padding=True)
-    dev = pick_device(args.device)
-    # fp32 on every device: bf16 autocast measured slower on an H200 (5.1 vs 3.9 s per epoch, RESULTS.md)
-    model = DiffuRec(data.n_items, **config, chunk_size=None if dev.type == "cuda" else 64, amp=False,
-                     eval_seed=args.seed)
+    model = _diffurec(data.n_items, config, pick_device(args.device), eval_seed=args.seed)
     hist, dev = _train(model, data, args, train, optimizer=None)     # Adam + StepLR (the model's)
     return _result(args, model, data, hist, dev, {"config": config})
 
@@ -253,7 +257,7 @@ def eval_seeds(data: InteractionData, checkpoint: str, seeds, device="auto", con
     """
     dev = pick_device(device)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = DiffuRec(data.n_items, **config, chunk_size=None if dev.type == "cuda" else 64, amp=False)
+    model = _diffurec(data.n_items, config, dev)
     model.load_state_dict(state["best_model"])
     model.to(dev)
     for s in seeds:
