@@ -30,23 +30,18 @@ final block would be thrown away. Exact, and about a quarter of the encoder's wo
 mask, which blanks the *query* rows of PAD positions (they attend to every key with equal
 weight) and leaves PAD *keys* open, so real positions attend to the padding and the amount of
 padding changes the output. Padded rows are not zeroed, and trimming padding is not exact.
+The release overwrites the scores of those rows with -1e9 (``masked_fill``); we zero their
+queries instead, which gives the same uniform rows and the same gradients (none reach the
+blanked scores) with no mask at all. An additive -1e9 mask would not: its gradient passes
+through to the blanked scores. It also hit a NaN loss in epoch 9 on an H200; large additive
+masks are a known source of NaN gradients in CUDA's memory-efficient attention (PyTorch issue
+#109517).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def release_attention_bias(pad: torch.Tensor) -> torch.Tensor:
-    """Additive mask (B, 1, L, L) of DiffuRec's released code: -1e9 on the rows of PAD queries.
-
-    Such a row becomes uniform after the softmax; the rows of real positions keep every key,
-    PAD keys included. Only for the ``release_padding`` ablation.
-    """
-    B, L = pad.shape
-    bias = torch.zeros(B, 1, L, L, device=pad.device)
-    return bias.masked_fill(pad[:, None, :, None], -1e9)
 
 
 def attention_mask(pad: torch.Tensor, causal: bool, n_queries: int | None = None) -> torch.Tensor:
@@ -75,10 +70,14 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.W_Q, self.W_KV, self.W_O = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
-    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor | None,
+                q_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """mask (B, 1, Lq, L) or None; q_keep (B, 1, Lq, 1) zeroes the queries of some rows."""
         B, Lq, d = q_in.shape
         split = lambda x: x.view(B, x.shape[1], self.heads, d // self.heads).transpose(1, 2)
         q = split(self.W_Q(q_in))                                       # (B, h, Lq, d_k)
+        if q_keep is not None:      # a zero query scores every key 0: its softmax row is uniform
+            q = q * q_keep
         k, v = (split(x) for x in self.W_KV(kv_in).chunk(2, dim=-1))    # (B, h, L, d_k)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -97,13 +96,14 @@ class TransformerBlock(nn.Module):
         self.ln_attn, self.ln_ffn = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, n_queries: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None, n_queries: int,
+                q_keep: torch.Tensor | None = None) -> torch.Tensor:
         """h (B, L, d), mask (B, 1, Lq, L) -> (B, Lq, d), the last Lq = n_queries rows."""
         if self.norm_first:
             x = self.ln_attn(h)
-            h = h[:, -n_queries:] + self.drop(self.attn(x[:, -n_queries:], x, mask))
+            h = h[:, -n_queries:] + self.drop(self.attn(x[:, -n_queries:], x, mask, q_keep))
             return h + self.drop(self.ffn(self.ln_ffn(h)))
-        h = self.ln_attn(h[:, -n_queries:] + self.drop(self.attn(h[:, -n_queries:], h, mask)))
+        h = self.ln_attn(h[:, -n_queries:] + self.drop(self.attn(h[:, -n_queries:], h, mask, q_keep)))
         return self.ln_ffn(h + self.drop(self.ffn(h)))
 
 
@@ -156,14 +156,16 @@ class TransformerEncoder(nn.Module):
         if h.shape[:2] != pad.shape:
             raise ValueError(f"h has shape {tuple(h.shape)} but pad has {tuple(pad.shape)}; need (B, L, d) and (B, L)")
         L = h.shape[1]
-        if self.release_padding:
-            full, keep = release_attention_bias(pad).to(h.dtype), torch.ones_like(pad, dtype=h.dtype).unsqueeze(-1)
+        if self.release_padding:    # the release's blanked PAD query rows (module docstring)
+            full, keep = None, torch.ones_like(pad, dtype=h.dtype).unsqueeze(-1)
+            q_keep = (~pad)[:, None, :, None].to(h.dtype)                   # (B, 1, L, 1)
         else:
-            full, keep = attention_mask(pad, self.causal), (~pad).unsqueeze(-1).to(h.dtype)
+            full, keep, q_keep = attention_mask(pad, self.causal), (~pad).unsqueeze(-1).to(h.dtype), None
         for j, block in enumerate(self.blocks):
             last = last_only and j == len(self.blocks) - 1
             n_q = 1 if last else L
-            h = block(h, full[:, :, -n_q:], n_q)
+            h = block(h, None if full is None else full[:, :, -n_q:], n_q,
+                      None if q_keep is None else q_keep[:, :, -n_q:])
             if self.block_dropout:
                 h = self.drop(h)
             h = h * keep[:, -n_q:]
