@@ -13,26 +13,28 @@
 # sends back at most 8 files). RESUME_ONLY=1 skips a job whose state folder is empty, so that a
 # call that lands on a fresh machine does not restart a run from epoch 0 by mistake.
 # The jobs share the GPU and its host: their seconds per epoch are not single-run figures.
+# Each job's working files go to JOBS_DIR/NAME (default build/gpu_jobs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=$1 OUT=$2 SECONDS_LIMIT=$3
 shift 3
-mkdir -p "$OUT" build/gpu_jobs
+JOBS="${JOBS_DIR:-build/gpu_jobs}"
+mkdir -p "$OUT" "$JOBS"
 pids=() names=()
 for job in "$@"; do
   IFS=: read -r name state extra <<< "$job"
-  mkdir -p "$state" "build/gpu_jobs/$name"
+  mkdir -p "$state" "$JOBS/$name"
   if [ "${RESUME_ONLY:-0}" = 1 ] && ! compgen -G "$state/diffurec.pt.part-*" > /dev/null; then
     echo "$name: no state in $state, skipped (RESUME_ONLY=1)"; continue
   fi
   (
-    OMP_NUM_THREADS="${THREADS_PER_JOB:-4}" CKPT="build/gpu_jobs/$name/diffurec.pt" EXTRA="${extra//,/ }" \
-      bash benchmarks/gpu_diffurec_pieces.sh "$DATA_DIR" "$state" "build/gpu_jobs/$name" "$SECONDS_LIMIT" \
-      > "build/gpu_jobs/$name/driver.log" 2>&1
+    OMP_NUM_THREADS="${THREADS_PER_JOB:-4}" CKPT="$JOBS/$name/diffurec.pt" EXTRA="${extra//,/ }" \
+      bash benchmarks/gpu_diffurec_pieces.sh "$DATA_DIR" "$state" "$JOBS/$name" "$SECONDS_LIMIT" \
+      > "$JOBS/$name/driver.log" 2>&1
     status=$?
-    if compgen -G "build/gpu_jobs/$name/diffurec.pt.part-*" > /dev/null; then
+    if compgen -G "$JOBS/$name/diffurec.pt.part-*" > /dev/null; then
       rm -f "$state"/diffurec.pt.part-*
-      mv "build/gpu_jobs/$name"/diffurec.pt.part-* "$state"/
+      mv "$JOBS/$name"/diffurec.pt.part-* "$state"/
     fi
     exit $status
   ) &
@@ -41,9 +43,9 @@ done
 failed=0
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || { echo "${names[$i]}: exit $?"; failed=1; }
-  echo "${names[$i]}: $(tail -n 1 "build/gpu_jobs/${names[$i]}/diffurec.json" 2>/dev/null)"
+  echo "${names[$i]}: $(tail -n 1 "$JOBS/${names[$i]}/diffurec.json" 2>/dev/null)"
 done
-tar czf "$OUT/logs.tar.gz" -C build/gpu_jobs --exclude='*.pt' --exclude='*.part-*' .
+tar czf "$OUT/logs.tar.gz" -C "$JOBS" --exclude='*.pt' --exclude='*.part-*' .
 for name in ${RETURN_PARTS:-}; do
   state=$(printf '%s\n' "$@" | awk -F: -v n="$name" '$1 == n {print $2}')
   for part in "$state"/diffurec.pt.part-*; do cp "$part" "$OUT/$name.$(basename "$part")"; done

@@ -1,6 +1,7 @@
 """The benchmark entry points run (smoke) and a long run split by --time-limit ends as one run."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,28 @@ def test_every_sweep_config_builds_its_model():
     for model_kw, cluster_kw in diffrec_sweep.LGRID:
         LDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
         assert set(cluster_kw) <= {"n_clusters", "lightgcn_epochs"}
+
+
+def test_gpu_parallel_script_resumes_each_job_from_its_own_state(tmp_path, shared_datasets):
+    # the ablation-beside-a-control call: state refreshed per job, RESUME_ONLY never restarts a run
+    import tarfile
+
+    script = ROOT / "benchmarks" / "gpu_diffurec_parallel.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "THREADS_PER_JOB": "1",
+           "JOBS_DIR": str(tmp_path / "jobs"), "RETURN_PARTS": "a"}
+    job_a, job_b = f"a:{tmp_path / 'sa'}:--fast,--epochs,50", f"b:{tmp_path / 'sb'}:--fast"
+
+    def call(out, *jobs, **extra):
+        return subprocess.run(["bash", str(script), str(shared_datasets), str(out), "0", *jobs],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    first = call(tmp_path / "out1", job_a)                              # one epoch, then a pause
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["a.diffurec.pt.part-00", "logs.tar.gz"]
+    assert (tmp_path / "out1" / "a.diffurec.pt.part-00").read_bytes() == (tmp_path / "sa" / "diffurec.pt.part-00").read_bytes()
+    second = call(tmp_path / "out2", job_a, job_b, RESUME_ONLY="1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "b: no state" in second.stdout and not list((tmp_path / "sb").iterdir())
+    with tarfile.open(tmp_path / "out2" / "logs.tar.gz") as tar:
+        line = json.loads(tar.extractfile("./a/diffurec.json").read().decode().splitlines()[-1])
+    assert line["paused"] and line["epochs"] == 2                     # resumed, not restarted
