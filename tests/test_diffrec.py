@@ -203,3 +203,29 @@ def test_paper_model_on_ml1m_shapes(ml1m_dir):
     assert torch.isfinite(loss)
     scores = model.eval().score(data, torch.arange(8))
     assert scores.shape == (8, 2810) and torch.isfinite(scores).all()
+
+
+def test_input_dropout_keeps_1_minus_p_scaled_and_is_identity_in_eval():
+    from tutorial_lib.models.diffrec import InputDropout
+
+    torch.manual_seed(0)
+    drop, x = InputDropout(0.3), torch.ones(400, 2000)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005                 # 800k draws: sd 0.0005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))      # inverted-dropout scaling
+    assert abs(y.mean().item() - 1.0) < 0.01                                # E[y] = x
+    assert torch.equal(drop.eval()(x), x) and torch.equal(InputDropout(0.0).train()(x), x)
+
+
+def test_score_cache_sees_a_fused_optimizer_step(data):
+    # fused kernels update weights without bumping tensor._version: the cache must still notice
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, **SMALL).eval()
+    users = torch.arange(5)
+    before = model.score(data, users).clone()
+    opt = model.configure_optimizers(lr=1e-2)
+    assert opt.defaults["fused"]
+    model.loss(model.input_matrix(data)[:50]).backward()
+    opt.step()
+    assert not torch.allclose(before, model.score(data, users))

@@ -134,7 +134,7 @@ def diffrec(args) -> dict:
     cfg = SYNTHETIC_DIFFREC if args.dataset == "synthetic" else DIFFREC
     model = DiffRec(data.n_items, **cfg)
     return _trained(args, model, data, EPOCHS, lr=1e-3, weight_decay=0.0, batch_size=400,
-                    optimizer="adamw")
+                    optimizer=None)         # the model's own: AdamW, fused (DiffRec.configure_optimizers)
 
 
 RECIPES = {"popularity": popularity, "ease": ease, "multivae": multivae, "diffrec": diffrec}

@@ -48,6 +48,20 @@ TIME_TYPES = ("cat",)
 SCORE_CACHE_LIMIT = 2**26  # cache every user's scores (valid = test input) up to 64M floats
 
 
+class InputDropout(nn.Dropout):
+    """``nn.Dropout`` with its mask drawn by ``torch.rand``: the same distribution (each entry
+    kept with probability 1 - p, then scaled by 1 / (1 - p)), drawn about 3x faster on a CPU.
+
+    DiffRec drops out its whole (B, I) input row; on ML-1M nn.Dropout's ``bernoulli_`` took a
+    fifth of every CPU training step (benchmarks/RESULTS.md, "Speed"). Same shapes in and out.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
+
+
 def _check_dims(dims, what: str) -> list[int]:
     dims = list(dims)
     if len(dims) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
@@ -84,7 +98,7 @@ class DiffRecMLP(nn.Module):
         widths = [in_dims[0] + emb_size] + in_dims[1:]
         self.in_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(out_dims[:-1], out_dims[1:]))
-        self.drop = nn.Dropout(dropout)
+        self.drop = InputDropout(dropout)
         for layer in [self.emb_layer, *self.in_layers, *self.out_layers]:
             nn.init.xavier_normal_(layer.weight)        # std sqrt(2 / (fan_in + fan_out))
             nn.init.normal_(layer.bias, 0.0, 0.001)
@@ -179,6 +193,11 @@ class DiffRec(nn.Module):
         self.sampler.update(t, losses)
         return (losses / w).mean()
 
+    def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """AdamW, as released, with PyTorch's fused kernel (one pass over all parameters; the
+        same update up to float rounding, about 3x faster per step on a CPU than the default)."""
+        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
     # The sampler's loss history is training state: keep it in checkpoints (train.fit resume).
     def get_extra_state(self) -> torch.Tensor:
         return self.sampler.state()
@@ -243,9 +262,13 @@ class DiffRec(nn.Module):
             a = c0[i] * (h @ M.T + m) + c1[i] * a
         raise AssertionError("unreachable: the loop returns at i = 0")
 
-    def _weights_version(self) -> int:
-        # Every in-place update (optimizer step, load_state_dict) bumps a tensor's _version.
-        return sum(p._version for p in self.parameters())
+    def _weights_version(self) -> tuple[int, float]:
+        # In-place updates (optimizer steps, load_state_dict) bump a tensor's _version, but
+        # fused optimizer kernels and edits through .data do not: the float64 sum of all
+        # weights catches those (every Adam step moves every weight).
+        params = list(self.parameters())
+        return (sum(p._version for p in params),
+                float(sum(p.detach().sum(dtype=torch.float64) for p in params)))
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid", batch_size: int = 2048) -> torch.Tensor:
