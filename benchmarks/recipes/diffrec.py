@@ -26,7 +26,8 @@ Baselines, tuned on the validation split of ml-1m_clean (never on test):
 
 Speed on a CPU (same results as the released code's loop, fewer FLOPs): valid and test
 share one reverse chain per evaluation (the input is the same training row), and the
-deterministic chain runs in the denoiser's first hidden layer (DiffRec.predict). Set
+deterministic chain runs in the denoiser's first hidden layer (DiffRec.predict); training
+uses a fused AdamW kernel and draws the input-dropout mask with torch.rand (InputDropout). Set
 OMP_NUM_THREADS=1 when the cores are shared: two OpenMP threads fighting other jobs can be
 several times slower than one.
 """

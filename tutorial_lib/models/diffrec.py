@@ -196,7 +196,8 @@ class DiffRec(nn.Module):
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """AdamW, as released, with PyTorch's fused kernel (one pass over all parameters; the
         same update up to float rounding, about 3x faster per step on a CPU than the default)."""
-        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+        fused = all(p.device.type in ("cpu", "cuda", "mps") for p in self.parameters()) or None
+        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
 
     # The sampler's loss history is training state: keep it in checkpoints (train.fit resume).
     def get_extra_state(self) -> torch.Tensor:
