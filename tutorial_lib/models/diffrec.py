@@ -265,11 +265,10 @@ class DiffRec(nn.Module):
 
     def _weights_version(self) -> tuple[int, float]:
         # In-place updates (optimizer steps, load_state_dict) bump a tensor's _version, but
-        # fused optimizer kernels and edits through .data do not: the float64 sum of all
-        # weights catches those (every Adam step moves every weight).
+        # fused optimizer kernels and edits through .data do not: the sum of all weights
+        # catches those (every Adam step moves every weight). float32 sums: MPS has no float64.
         params = list(self.parameters())
-        return (sum(p._version for p in params),
-                float(sum(p.detach().sum(dtype=torch.float64) for p in params)))
+        return sum(p._version for p in params), sum(p.detach().sum().item() for p in params)
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid", batch_size: int = 2048) -> torch.Tensor:
