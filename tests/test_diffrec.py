@@ -216,6 +216,7 @@ def test_input_dropout_keeps_1_minus_p_scaled_and_is_identity_in_eval():
     assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))      # inverted-dropout scaling
     assert abs(y.mean().item() - 1.0) < 0.01                                # E[y] = x
     assert torch.equal(drop.eval()(x), x) and torch.equal(InputDropout(0.0).train()(x), x)
+    assert torch.equal(InputDropout(1.0).train()(x), torch.zeros_like(x))        # as nn.Dropout(1.0)
 
 
 def test_score_cache_sees_a_fused_optimizer_step(data):

@@ -59,6 +59,8 @@ class InputDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
+        if self.p == 1:
+            return torch.zeros_like(x)
         return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
 
 
