@@ -57,6 +57,7 @@ LGRID = [
     ({}, {"lightgcn_epochs": 20}),                     # better-trained item embeddings
     ({"dropout": 0.5}, {"lightgcn_epochs": 3}),        # encoder input dropout as Mult-VAE's
     ({"lr_ae": 5e-4, "lr_denoiser": 1e-4}, {}),        # the released amazon-book/yelp rates
+    ({"T": 100}, {}),                                  # the public run of the released code (RESULTS)
 ]
 
 
