@@ -58,6 +58,7 @@ LGRID = [
     ({"dropout": 0.5}, {"lightgcn_epochs": 3}),        # encoder input dropout as Mult-VAE's
     ({"lr_ae": 5e-4, "lr_denoiser": 1e-4}, {}),        # the released amazon-book/yelp rates
     ({"T": 100}, {}),                                  # the public run of the released code (RESULTS)
+    ({}, {"lightgcn_epochs": 70}),                     # a converged LightGCN (best validation epoch)
 ]
 
 

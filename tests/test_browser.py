@@ -6,6 +6,8 @@ kernel, then moves the trajectory explorer's step slider with the keyboard and c
 
 * every widget renders (no "Error displaying widget"),
 * the explorer's figure changes when the slider moves,
+* once the kernel has drawn every queued step, the label names the slider's step
+  (ten key presses from x_T: x_{T-10}) and the figure stays put,
 
 and saves a screenshot to ``build/browser_03_diffrec.png``. The copy trains for fewer
 epochs (EPOCHS = 5): this test is about the widgets, not the accuracy.
@@ -102,6 +104,24 @@ def _explorer_image(page) -> str:
     return img.get_attribute("src")
 
 
+def _settled_image(page, timeout_s: float = 60.0) -> str:
+    """The explorer's figure once the kernel is idle and the image has stopped changing.
+
+    Each key press queues one redraw in the kernel; the browser shows them one after the
+    other, so the first change is not the last: wait for the kernel, then for a still image.
+    """
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    src = _explorer_image(page)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        newer = _explorer_image(page)
+        if newer == src:
+            return src
+        src = newer
+    raise AssertionError(f"the explorer's figure was still changing after {timeout_s:.0f} s")
+
+
 @pytest.mark.browser
 def test_trajectory_explorer_in_jupyterlab(tmp_path):
     if not CHROMIUM.exists():
@@ -144,8 +164,10 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
                 "(old) => { const imgs = document.querySelectorAll('.widget-vbox img.widget-image');"
                 " return imgs.length && imgs[imgs.length - 1].src !== old; }",
                 arg=before, timeout=60_000)
-            after = _explorer_image(page)
+            after = _settled_image(page)
             label = page.locator(".widget-vbox .widget-label").last.inner_text()
+            T = round(float(handle.get_attribute("aria-valuemax")))
+            position = round(float(handle.get_attribute("aria-valuenow")))
 
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.locator(".widget-vbox").last.scroll_into_view_if_needed()
@@ -162,4 +184,7 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
     assert "Error displaying widget" not in content
     assert after != before, "the explorer's figure did not change when the slider moved"
     assert "x_" in label and "(input)" not in label, f"slider did not move: label {label!r}"
+    assert position == min(10, T), f"ten presses moved the slider to {position} (max {T})"
+    assert label.strip() == f"showing x_{T - position}" + (" (output)" if position == T else ""), \
+        f"label {label!r} does not match the slider at step {position} of {T}"
     assert SCREENSHOT.stat().st_size > 10_000
