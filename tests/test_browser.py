@@ -114,7 +114,7 @@ def _settled_image(page, timeout_s: float = 60.0) -> str:
     deadline = time.monotonic() + timeout_s
     src = _explorer_image(page)
     while time.monotonic() < deadline:
-        time.sleep(1.0)
+        time.sleep(1.5)
         newer = _explorer_image(page)
         if newer == src:
             return src
@@ -127,6 +127,7 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
     if not CHROMIUM.exists():
         _missing(f"chromium not found at {CHROMIUM}")
     try:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("playwright (Python package) is not installed")
@@ -164,10 +165,18 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
                 "(old) => { const imgs = document.querySelectorAll('.widget-vbox img.widget-image');"
                 " return imgs.length && imgs[imgs.length - 1].src !== old; }",
                 arg=before, timeout=60_000)
-            after = _settled_image(page)
-            label = page.locator(".widget-vbox .widget-label").last.inner_text()
             T = round(float(handle.get_attribute("aria-valuemax")))
             position = round(float(handle.get_attribute("aria-valuenow")))
+            expected = f"showing x_{T - position}" + (" (output)" if position == T else "")
+            try:    # the label is set as the last queued redraw starts: wait for it, then the figure
+                page.wait_for_function(
+                    "(want) => { const ls = document.querySelectorAll('.widget-vbox .widget-label');"
+                    " return ls.length && ls[ls.length - 1].textContent.trim() === want; }",
+                    arg=expected, timeout=60_000)
+            except PlaywrightTimeout:
+                pass    # reported by the label assertion below, with what the label said
+            after = _settled_image(page)
+            label = page.locator(".widget-vbox .widget-label").last.inner_text()
 
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.locator(".widget-vbox").last.scroll_into_view_if_needed()
@@ -185,6 +194,5 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
     assert after != before, "the explorer's figure did not change when the slider moved"
     assert "x_" in label and "(input)" not in label, f"slider did not move: label {label!r}"
     assert position == min(10, T), f"ten presses moved the slider to {position} (max {T})"
-    assert label.strip() == f"showing x_{T - position}" + (" (output)" if position == T else ""), \
-        f"label {label!r} does not match the slider at step {position} of {T}"
+    assert label.strip() == expected, f"label {label!r} does not match the slider at step {position} of {T}"
     assert SCREENSHOT.stat().st_size > 10_000
