@@ -268,9 +268,10 @@ class DiffRec(nn.Module):
     def _weights_version(self) -> tuple[int, float]:
         # In-place updates (optimizer steps, load_state_dict) bump a tensor's _version, but
         # fused optimizer kernels and edits through .data do not: the sum of all weights
-        # catches those (every Adam step moves every weight). float32 sums: MPS has no float64.
+        # catches those (every Adam step moves every weight). float32 sums: MPS has no float64;
+        # one .item(), so one device sync per call.
         params = list(self.parameters())
-        return sum(p._version for p in params), sum(p.detach().sum().item() for p in params)
+        return sum(p._version for p in params), torch.stack([p.detach().sum() for p in params]).sum().item()
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid", batch_size: int = 2048) -> torch.Tensor:
