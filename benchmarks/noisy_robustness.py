@@ -3,7 +3,7 @@
     python benchmarks/noisy_robustness.py                       # noise 0, 0.1, 0.2, 0.4
     python benchmarks/noisy_robustness.py --noise 0 0.3 --seeds 0 1 --device cuda
 
-The synthetic world (tutorial_lib.data.make_synthetic) adds ``noise_frac`` of each user's
+The synthetic world (tutorial_lib.synthetic.make_synthetic) adds ``noise_frac`` of each user's
 training clicks as false positives: popular items outside the user's interest clusters.
 Validation and test hold clean clicks only, so the test metrics measure how well each model
 recovers the true preferences from noisy input (the paper's "noisy training" setting, where
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recipes.diffrec import (LAMBDAS, MULTIVAE_TRAIN, SYNTHETIC_DIFFREC,  # noqa: E402
                              SYNTHETIC_MULTIVAE)
-from tutorial_lib.data import make_synthetic  # noqa: E402
+from tutorial_lib.synthetic import make_synthetic  # noqa: E402
 from tutorial_lib.metrics import evaluate  # noqa: E402
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ease import EASE  # noqa: E402

@@ -64,7 +64,7 @@ def synthetic():
 
     Session-scoped and shared: treat it as read-only.
     """
-    from tutorial_lib.data import make_synthetic
+    from tutorial_lib.synthetic import make_synthetic
 
     return make_synthetic(seed=0)
 

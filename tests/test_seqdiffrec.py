@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tutorial_lib import metrics, train
-from tutorial_lib.data import load_diffurec_pkl, make_synthetic
+from tutorial_lib.data import load_diffurec_pkl
+from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.diffusion import normal_kl, sum_flat
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.models.seqdiffrec import SeqDiffRec, respaced

@@ -7,7 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from tutorial_lib.data import InteractionData, make_synthetic
+from tutorial_lib.data import InteractionData
+from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.models.diffrec import DiffRec
 from tutorial_lib.models.tdiffrec import TDiffRec, TimeWeights, time_weights
 from tutorial_lib.train import fit

@@ -5,7 +5,9 @@ One idea per module (where to look for what):
     schedules   beta_t schedules, alpha_bar_t, SNR                    (notebook 01)
     diffusion   q(x_t|x_0), q(x_{t-1}|x_t,x_0), p_theta, the ELBO,
                 StepSampler (uniform / importance sampling of t)       (notebook 02)
-    data        InteractionData, loaders, splits, fetch(), make_synthetic()
+    data        InteractionData, loaders, splits, fetch()
+    synthetic   make_synthetic(): the offline world with its ground truth
+    sequences   left-padded windows and leave-one-out inputs           (notebooks 06-07)
     metrics     full-ranking Recall / NDCG / HR / MRR / Precision @K
     train       one training loop for every model (progress, early stopping, checkpoints)
     models/     diffrec, ldiffrec, tdiffrec, diffurec, seqdiffrec and the baselines
@@ -21,10 +23,10 @@ import importlib
 from .utils import device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["device", "seed_everything", "schedules", "diffusion", "data", "metrics",
-           "train", "models", "viz", "notebook"]
+__all__ = ["device", "seed_everything", "schedules", "diffusion", "data", "synthetic", "sequences",
+           "metrics", "train", "models", "viz", "notebook"]
 
-_LAZY = {"schedules", "diffusion", "data", "metrics", "train", "models", "viz", "notebook"}
+_LAZY = {"schedules", "diffusion", "data", "synthetic", "sequences", "metrics", "train", "models", "viz", "notebook"}
 
 
 def __getattr__(name):

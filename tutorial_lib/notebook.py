@@ -45,12 +45,12 @@ def load_course_data(name: str = "synthetic", root=None, seed: int = 0):
     split) and ``amazon_beauty`` (DiffuRec's) are read from ``root`` (default
     ``../shared/datasets`` beside the repository).
     """
-    from . import data
+    from . import data, synthetic
 
     if name not in DATASETS:
         raise ValueError(f"unknown DATASET {name!r}; choose one of {DATASETS}")
     if name == "synthetic":
-        return data.make_synthetic(seed=seed)
+        return synthetic.make_synthetic(seed=seed)
     root = Path(root) if root is not None else SHARED_DATASETS
     path = root / "ml-1m_clean" if name == "ml-1m_clean" else root / "amazon_beauty" / "dataset.pkl"
     if not path.exists():

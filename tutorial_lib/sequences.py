@@ -239,9 +239,9 @@ def loo_synthetic(n_users: int = 600, n_items: int = 400, interactions_per_user:
 
     The generator's temporal split with tiny fractions keeps exactly the last clean click as
     test and the one before as validation. Returns ``(data, truth)``; other keyword arguments go
-    to :func:`tutorial_lib.data.make_synthetic` (drift, n_clusters, ...).
+    to :func:`tutorial_lib.synthetic.make_synthetic` (drift, n_clusters, ...).
     """
-    from .data import make_synthetic
+    from .synthetic import make_synthetic
 
     return make_synthetic(n_users=n_users, n_items=n_items, interactions_per_user=interactions_per_user,
                           noise_frac=noise_frac, valid_frac=1e-3, test_frac=1e-3, seed=seed, **kwargs)

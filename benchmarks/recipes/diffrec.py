@@ -39,7 +39,8 @@ from pathlib import Path
 
 import torch
 
-from tutorial_lib.data import load_diffrec_npy, make_synthetic
+from tutorial_lib.data import load_diffrec_npy
+from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.diffrec import DiffRec
 from tutorial_lib.models.ease import EASE
