@@ -99,8 +99,25 @@ def test_run_all_without_notebooks(capsys):
 
 
 def test_load_course_data_rejects_unknown():
-    with pytest.raises(ValueError, match="unknown DATASET"):
+    with pytest.raises(ValueError, match="unknown DATASET 'ml-100k'"):
         load_course_data("ml-100k")
+
+
+def test_load_course_data_missing_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUTORIAL_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"github.com/YiyanXu/DiffRec.*ml-1m_clean/\{train"):
+        load_course_data("ml-1m", root=tmp_path)
+    monkeypatch.setenv("TUTORIAL_DATA_DIR", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match=r"elsewhere/amazon_beauty/dataset.pkl.*WHUIR/DiffuRec"):
+        load_course_data("beauty")
+
+
+def test_load_course_data_aliases_read_the_released_split(shared_datasets, monkeypatch):
+    # "ml-1m" (the name the DiffRec issue uses) is DiffRec's released split, ml-1m_clean
+    monkeypatch.setenv("TUTORIAL_DATA_DIR", str(shared_datasets))
+    data, truth = load_course_data("ml-1m")
+    assert truth is None and data.name == "ml-1m_clean"
+    assert (data.n_users, data.n_items, data.train.nnz) == (5949, 2810, 403277)
 
 
 # --------------------------------------------------------------------------- papermill
