@@ -248,7 +248,10 @@ class GaussianDiffusion(nn.Module):
 
         x0-prediction: mse = mean_d (x0_hat - x0)^2, weighted by SNR(t-1) - SNR(t) (1 at t = 1),
         which is 2 beta~-scaled KL up to the 1/D of the mean. eps-prediction: mse of the noise,
-        weighted by the matching KL factor, with the x0-MSE/2 at t = 1 as in DiffRec.
+        weighted as DiffRec's released code does, (1 - ab_t) / ((1 - ab_{t-1})^2 alpha_t), with
+        the x0-MSE/2 at t = 1. That weight is the release's, kept for parity: it is NOT the KL
+        factor beta_t / (2 alpha_t (1 - ab_{t-1})) of notebook 02 (it is 2.5x to 600x larger on
+        a linear T = 50 schedule). The papers' models predict x0, whose weight is the KL's.
         Returns ``loss`` (B,) (weighted when ``reweight``), ``mse`` (B,), ``x_t`` and ``output``.
         """
         t = self._check_t(t, x0.shape[0])
@@ -267,7 +270,7 @@ class GaussianDiffusion(nn.Module):
                 weight = torch.where(t == 0, torch.ones_like(weight), weight)
             else:
                 ab, abp, beta = self.alpha_bar[t], self.alpha_bar_prev[t], self.betas[t]
-                weight = (1 - ab) / ((1 - abp) ** 2 * (1 - beta))
+                weight = (1 - ab) / ((1 - abp) ** 2 * (1 - beta))      # the release's, not the KL's
                 weight = torch.where(t == 0, torch.ones_like(weight), weight)
                 x0_mse = mean_flat((x0 - self.predict_x0_from_eps(x_t, t, output)) ** 2) / 2
                 loss = torch.where(t == 0, x0_mse, mse)
