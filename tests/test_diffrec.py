@@ -230,3 +230,17 @@ def test_score_cache_sees_a_fused_optimizer_step(data):
     model.loss(model.input_matrix(data)[:50]).backward()
     opt.step()
     assert not torch.allclose(before, model.score(data, users))
+
+
+def test_score_cache_sees_the_inference_settings(data):
+    # notebook 03's exercise 2 changes sampling_steps on a trained model and scores again
+    torch.manual_seed(0)
+    model = DiffRec(data.n_items, **SMALL).eval()
+    users = torch.arange(30)
+    before = model.score(data, users).clone()
+    model.sampling_steps = 3
+    torch.manual_seed(1)
+    noised = model.score(data, users)
+    torch.manual_seed(1)
+    assert torch.equal(noised, model.predict(model.input_matrix(data))[users])
+    assert not torch.allclose(noised, before)

@@ -5,6 +5,7 @@ import torch
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.diffurec import Approximator, DiffuRec
 from tutorial_lib.models.popularity import Popularity
+from tutorial_lib.models.sasrec import SASRec
 from tutorial_lib.schedules import get_betas
 from tutorial_lib.sequences import SequenceBatches, loo_synthetic
 from tutorial_lib.train import fit
@@ -92,6 +93,33 @@ def test_diffurec_bad_input(seq_data):
         DiffuRec(10, schedule="nope")
     with pytest.raises(ValueError, match="split"):
         small_model(seq_data.n_items).score(seq_data, torch.arange(3), "train")
+    model = small_model(seq_data.n_items)
+    windows = torch.ones(4, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"target ids must be 0-based in \[0, 200\), got min 0 max 200"):
+        model.loss((windows, torch.tensor([0, 1, 2, 200])))
+    with pytest.raises(ValueError, match=r"target ids .* got min -1"):
+        model.loss((windows, torch.tensor([0, 1, 2, -1])))
+    with pytest.raises(ValueError, match=r"window ids must be in \[0, 200\]"):
+        model.loss((windows * 201, torch.zeros(4, dtype=torch.long)))
+    assert model.score(seq_data, torch.zeros(0, dtype=torch.long)).shape == (0, 200)
+
+
+def test_training_windows_follow_the_data_object_not_its_id(monkeypatch):
+    # CPython reuses the id() of a freed object: a cache keyed by id() could hand back the
+    # windows of another data set. Simulate the reuse by giving every object the same id.
+    import builtins
+    model = small_model(200)
+    first = loo_synthetic(n_users=40, n_items=200, interactions_per_user=6, seed=1)[0]
+    second = loo_synthetic(n_users=40, n_items=200, interactions_per_user=12, seed=2)[0]
+    sasrec = SASRec(200, hidden=16, n_blocks=1, heads=2)
+    with monkeypatch.context() as m:
+        m.setattr(builtins, "id", lambda obj: 0)
+        next(model.batches(first, 8))
+        n_prefixes = sum(len(x) for x, _ in model.batches(second, 64))
+        next(sasrec.batches(first, 8))
+        sasrec_windows = torch.cat([x for x, _ in sasrec.batches(second, 64)])
+    assert n_prefixes == sum(len(s) - 1 for s in second.sequences if len(s) > 1)
+    assert (sasrec_windows != 0).sum() == n_prefixes                # SASRec: s[:-1] of each user
 
 
 def test_step_lr_as_released():

@@ -87,3 +87,9 @@ def test_sasrec_bad_input():
     data.sequences = [np.zeros(0, dtype=np.int64)] * data.n_users
     with pytest.raises(ValueError, match="empty input"):
         SASRec(40).score(data, torch.arange(3), "valid")
+    inputs = torch.ones(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"target ids must be 0-based in \[0, 40\) or -100, got min 0 max 40"):
+        SASRec(40).loss((inputs, torch.tensor([[-100, 0, 1, 2], [3, 4, 5, 40]])))
+    with pytest.raises(ValueError, match=r"window ids must be in \[0, 40\]"):
+        SASRec(40).loss((inputs * 41, torch.zeros(2, 4, dtype=torch.long)))
+    assert SASRec(40).score(data, [], "valid").shape == (0, 40)

@@ -80,6 +80,15 @@ def test_respaced_keeps_alpha_bar(batch):
     assert torch.allclose(full.betas, model.diffusion.betas)
 
 
+def test_one_step_inference_where_alpha_bar_rounds_to_zero(batch):
+    # linear schedule, T = 10: alpha_bar_T ~ 1e-17, so a single respaced step had beta' = 1.0
+    data, history, _ = batch
+    model = SeqDiffRec(data.n_items, **dict(SMALL, T=10), schedule="linear", inference_steps=1).eval()
+    assert model.diffusion.alpha_bar[-1] < 1e-16
+    scores = model.score(data, torch.arange(5), "valid")
+    assert scores.shape == (5, data.n_items) and torch.isfinite(scores).all()
+
+
 def test_importance_sampler_records_training_losses(batch):
     data, history, target = batch
     model = SeqDiffRec(data.n_items, **SMALL)
@@ -162,6 +171,7 @@ def test_bad_input_raises(batch, easy):
     empty.sequences[0] = np.zeros(0, dtype=np.int64)
     with pytest.raises(ValueError, match="empty input sequence"):
         SeqDiffRec(empty.n_items, **SMALL).score(empty, torch.tensor([0, 1]), "valid")
+    assert SeqDiffRec(empty.n_items, **SMALL).score(empty, torch.tensor([], dtype=torch.long)).shape == (0, 40)
 
 
 def test_runs_on_amazon_beauty(beauty_pkl):

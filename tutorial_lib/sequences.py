@@ -26,8 +26,11 @@ window over a flat array in which every user's items follow L pads) and indexed 
 Most windows are mostly padding (median Beauty history: 4 items), so
 :func:`trim_padding` drops the columns that are padding in every row of a batch, and
 :func:`length_chunks` sorts a batch by length and cuts it into chunks that are trimmed one by
-one. With key padding masks and right-aligned positions neither changes any output (and a
-loss averaged over the whole batch stays the same): it only skips work on padding.
+one. With key padding masks and right-aligned positions neither changes what a network
+computes from a row (and a loss averaged over the whole batch stays the same): it only skips
+work on padding. A *sampling* model (DiffuRec, SeqDiffRec) draws its noise chunk by chunk, so a
+different ``chunk_size`` (or device: chunks are CPU-only) hands users different draws from the
+same distribution; one setting on one device repeats exactly.
 
 SASRec trains on all positions of one window per user at once (causal attention makes each
 position a prefix): :func:`next_item_windows` gives inputs s[:-1] and targets s[1:].
@@ -59,6 +62,20 @@ def check_sequences(sequences: Sequence[np.ndarray] | None, n_items: int) -> lis
         raise ValueError(f"item id {bad} lies outside [0, {n_items}): sequences must hold 0-based "
                          f"item ids below the item count {n_items}")
     return seqs
+
+
+def check_batch(windows: torch.Tensor, targets: torch.Tensor, n_items: int, ignore_index: int | None = None) -> None:
+    """Raise ValueError unless windows hold ids + 1 in [0, n_items] (0 = PAD) and targets hold
+    0-based items in [0, n_items) (or ``ignore_index``). For hand-built batches: the ones that
+    ``SequenceBatches`` and :func:`next_item_windows` build are valid by construction."""
+    if windows.numel() and (int(windows.min()) < 0 or int(windows.max()) > n_items):
+        raise ValueError(f"window ids must be in [0, {n_items}] (items shifted by +1, 0 = padding), "
+                         f"got min {int(windows.min())} max {int(windows.max())}")
+    real = targets if ignore_index is None else targets[targets != ignore_index]
+    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= n_items):
+        raise ValueError(f"target ids must be 0-based in [0, {n_items})"
+                         + ("" if ignore_index is None else f" or {ignore_index}")
+                         + f", got min {int(real.min())} max {int(real.max())}")
 
 
 def _check_max_len(max_len) -> int:
@@ -122,6 +139,8 @@ def length_chunks(windows: torch.Tensor, chunk_size: int | None) -> list[tuple[t
     per shape; measured on an H200: 0.053 s per DiffuRec batch in chunks of 128 against
     0.015 s whole), so off the CPU the batch is always kept whole.
     """
+    if len(windows) == 0:
+        return []
     if chunk_size is None or chunk_size >= len(windows) or windows.device.type != "cpu":
         return [(torch.arange(len(windows), device=windows.device), trim_padding(windows))]
     lengths = (windows != PAD).sum(dim=1)
@@ -196,14 +215,17 @@ def eval_inputs(data, split: str, users=None, max_len: int = MAX_LEN) -> torch.T
 
     ``"valid"``: the training sequence. ``"test"``: the training sequence plus the validation
     item (leave-one-out), so the test input needs exactly one validation item per user with one.
-    Raises ValueError for a user whose input is empty (nothing to condition on).
+    Raises ValueError for a user whose input is empty (nothing to condition on). No users
+    give a (0, L) tensor.
     """
     if split not in ("valid", "test"):
         raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
     max_len = _check_max_len(max_len)
     seqs = check_sequences(data.sequences, data.n_items)
     users = np.arange(data.n_users) if users is None else np.asarray(torch.as_tensor(users).cpu()).reshape(-1)
-    if len(users) and (users.min() < 0 or users.max() >= data.n_users):
+    if len(users) == 0:
+        return torch.zeros((0, max_len), dtype=torch.long)
+    if users.min() < 0 or users.max() >= data.n_users:
         raise ValueError(f"user ids must lie in [0, {data.n_users})")
     if split == "test":
         valid = data.valid.tocsr()

@@ -285,7 +285,8 @@ class DiffRec(nn.Module):
         users = torch.as_tensor(users, dtype=torch.long, device=x.device)
         if x.numel() > SCORE_CACHE_LIMIT:
             return self.predict(x[users])
-        version = (self._weights_version(), self.training)
+        # the key: the weights, train/eval mode, and the inference settings predict() reads
+        version = (self._weights_version(), self.training, self.sampling_steps, self.sampling_noise)
         if self._scores is None or self._scores[0] != version or self._scores[1] is not x:
             scores = torch.cat([self.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
             self._scores = (version, x, scores)

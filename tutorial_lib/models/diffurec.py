@@ -31,8 +31,10 @@ Differences from the released code (WHUIR/DiffuRec), all deliberate:
 ``release_padding=True`` puts the release's padding back, as an ablation for measuring what it
 does (RESULTS.md): PAD query rows blanked, PAD keys attended, windows never trimmed (always
 ``max_len`` wide), so the amount of padding changes the output.
-Speed (exact, same results): the last block computes the last position only, and batches are
-sorted by length and trimmed of padding chunk by chunk (``sequences.length_chunks``).
+Speed: the last block computes the last position only (exact), and on a CPU batches are sorted
+by length and trimmed of padding chunk by chunk (``sequences.length_chunks``; exact for the
+network, but the noise is drawn chunk by chunk, so ``chunk_size`` and the device decide which
+user gets which draw: the same settings on the same device repeat exactly).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from torch import nn
 
 from ..diffusion import GaussianDiffusion
 from ..schedules import get_betas
-from ..sequences import MAX_LEN, PAD, SequenceBatches, eval_inputs, length_chunks
+from ..sequences import MAX_LEN, PAD, SequenceBatches, check_batch, eval_inputs, length_chunks
 from .toy import timestep_embedding
 from .transformer import TransformerEncoder
 
@@ -109,7 +111,7 @@ class DiffuRec(nn.Module):
                                          release_padding)
         self.lr_decay_step, self.lr_gamma = lr_decay_step, lr_gamma
         self._optimizer: torch.optim.Optimizer | None = None
-        self._train_cache: tuple[int, SequenceBatches] | None = None
+        self._train_cache: tuple[object, SequenceBatches] | None = None
 
     @property
     def T(self) -> int:
@@ -153,13 +155,14 @@ class DiffuRec(nn.Module):
 
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One epoch of (window (B, L), target (B,)) over every training prefix, shuffled."""
-        if self._train_cache is None or self._train_cache[0] != id(data):
-            self._train_cache = (id(data), SequenceBatches(data, self.max_len))
+        if self._train_cache is None or self._train_cache[0] is not data:      # the object, not id():
+            self._train_cache = (data, SequenceBatches(data, self.max_len))    # ids are reused
         return self._train_cache[1].batches(batch_size, generator)
 
     def loss(self, batch) -> torch.Tensor:
         """Cross-entropy of x0_hat(x_t, t) . E^T against the target, t uniform; mean over the batch."""
         windows, targets = batch
+        check_batch(windows, targets, self.n_items)
         total = 0.0
         with self._autocast(windows.device):
             for rows, w in self._chunks(windows):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sequences import MAX_LEN, PAD, eval_inputs, length_chunks, next_item_windows
+from ..sequences import MAX_LEN, PAD, check_batch, eval_inputs, length_chunks, next_item_windows
 from .transformer import PositionalEmbedding, TransformerEncoder
 
 
@@ -53,7 +53,7 @@ class SASRec(nn.Module):
         self.emb_dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(hidden, heads, n_blocks, dropout, causal=True,
                                           norm_first=True, final_norm=True)
-        self._train_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._train_cache: tuple[object, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _autocast(self, device: torch.device):
         on = (device.type == "cuda") if self.amp is None else self.amp
@@ -74,8 +74,8 @@ class SASRec(nn.Module):
     # ------------------------------------------------------------------ train.fit protocol
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One epoch of (inputs (B, L), targets (B, L)) user windows, shuffled."""
-        if self._train_cache is None or self._train_cache[0] != id(data):
-            self._train_cache = (id(data), next_item_windows(data, self.max_len))
+        if self._train_cache is None or self._train_cache[0] is not data:      # the object, not id():
+            self._train_cache = (data, next_item_windows(data, self.max_len))  # ids are reused
         inputs, targets = self._train_cache[1]
         order = torch.randperm(len(inputs), generator=generator)
         for idx in order.split(batch_size):
@@ -84,6 +84,7 @@ class SASRec(nn.Module):
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy over every real position of the batch."""
         inputs, targets = batch
+        check_batch(inputs, targets, self.n_items, ignore_index=-100)
         total, count = 0.0, 0
         with self._autocast(inputs.device):
             for rows, w in length_chunks(inputs, self.chunk_size):

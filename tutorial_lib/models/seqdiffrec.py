@@ -79,7 +79,8 @@ def respaced(diffusion: GaussianDiffusion, steps: torch.Tensor) -> GaussianDiffu
     """
     ab = diffusion.alpha_bar[steps]
     prev = torch.cat([ab.new_ones(1), ab[:-1]])
-    return GaussianDiffusion((1 - ab / prev).clamp(min=1e-12), mean_type="x0")
+    # beta' < 1 also where alpha_bar rounds to 0 (one step from s to 0 would make it exactly 1)
+    return GaussianDiffusion((1 - ab / prev).clamp(1e-12, 1 - 1e-12), mean_type="x0")
 
 
 class SeqDiffRec(nn.Module):
@@ -96,8 +97,9 @@ class SeqDiffRec(nn.Module):
         inference_steps: reverse steps from s down to 1 (1 = predict h_0 directly from h_s).
         rounding: which rounding cross-entropy to train: ``"h0"``, ``"h0_hat"`` or ``"both"``.
         seed: seeds the inference noise h_s, so that scores are reproducible.
-        chunk_size: rows per length-sorted chunk (``sequences.length_chunks``): same numbers,
-            less padding to attend over (None: the whole batch, trimmed).
+        chunk_size: rows per length-sorted chunk on a CPU (``sequences.length_chunks``): less
+            padding to attend over (None: the whole batch, trimmed). The network's output is
+            the same; which user gets which noise draw depends on the chunks.
     """
 
     ROUNDING = ("h0", "h0_hat", "both")
