@@ -149,6 +149,22 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
+def test_resume_after_early_stop_stays_stopped_and_a_finished_run_trains_on(blocks, tmp_path):
+    stopped = fit(new_model(), blocks, epochs=50, lr=0.0, patience=3, checkpoint=tmp_path / "s.pt", **FAST)
+    assert stopped.stopped_early and stopped.epochs == 4
+    again = ToyMF()
+    h = fit(again, blocks, epochs=50, lr=0.0, patience=3, checkpoint=tmp_path / "s.pt", resume=True, **FAST)
+    assert again.epochs_seen == [] and without_timing(h) == without_timing(stopped)
+    # a run that reached its epochs goes on to a larger number, from where it ended
+    args = dict(lr=0.05, **FAST | {"eval_every": 2})
+    straight = fit(new_model(), blocks, epochs=6, **args)
+    fit(new_model(), blocks, epochs=4, checkpoint=tmp_path / "f.pt", **args)
+    more = ToyMF()
+    h = fit(more, blocks, epochs=6, checkpoint=tmp_path / "f.pt", resume=True, **args)
+    assert more.epochs_seen == [5, 6]
+    assert without_timing(h) == without_timing(straight)
+
+
 def test_time_limit_pauses_and_resume_continues_exactly(blocks, tmp_path):
     # a run split into one-epoch pieces by time_limit=0 ends as the uninterrupted run does
     args = dict(epochs=7, lr=0.05, **FAST | {"eval_every": 3})
@@ -229,6 +245,9 @@ class ClosedForm(torch.nn.Module):
     (dict(epochs=2, optimizer="sgd"), ValueError, "unknown optimizer"),
     (dict(epochs=2, eval_every=0), ValueError, "eval_every"),
     (dict(epochs=2, resume=True), ValueError, "checkpoint"),
+    (dict(epochs=2, patience=0), ValueError, "patience must be a positive integer or None, got 0"),
+    (dict(epochs=2, batch_size=0), ValueError, "batch_size must be a positive integer, got 0"),
+    (dict(epochs=2, test=1), ValueError, "test must be True, False or 'best', got 1"),
 ])
 def test_bad_config_raises_clear_errors(blocks, kw, error, match):
     with pytest.raises(error, match=match):
@@ -246,3 +265,18 @@ def test_nan_loss_is_reported(blocks):
         model.item.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="epoch 1"):
         fit(model, blocks, epochs=1, **FAST)
+
+
+def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from tutorial_lib import train as T
+    path = tmp_path / "c.pt"
+    T._save(path, {"epoch": 1})
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise OSError("No space left on device")
+    monkeypatch.setattr(T.torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        T._save(path, {"epoch": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.load(path, weights_only=True) == {"epoch": 1}

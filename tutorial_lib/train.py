@@ -29,6 +29,7 @@ import copy
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -129,7 +130,7 @@ def _make_optimizer(model, optimizer, lr, weight_decay):
     return OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint):
+def _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint, test):
     if not callable(getattr(model, "loss", None)) or not callable(getattr(model, "batches", None)):
         raise TypeError(f"{type(model).__name__} has no loss(batch)/batches(...): closed-form "
                         "models are trained with model.fit(data), not train.fit")
@@ -143,6 +144,8 @@ def _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, r
                          f"choose one of {metric_names(ks)}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    if not (test is True or test is False or test == "best"):
+        raise ValueError(f"test must be True, False or 'best', got {test!r}")
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -177,11 +180,20 @@ def _cpu_state(model) -> dict:
 
 
 def _save(path: Path, state: dict) -> None:
-    """Write atomically: a reader never sees a half-written checkpoint."""
+    """Write atomically: a reader (or a run resumed after a crash) sees the old checkpoint or
+    the new one, never half of one. A temporary file of its own beside ``path``, flushed to disk
+    before the rename; removed if writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
@@ -223,7 +235,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     Returns:
         a :class:`History`; ``model`` ends with the best validation weights loaded.
     """
-    _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint)
+    _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint, test)
     seed_everything(seed)
     dev = pick_device(device)
     model.to(dev)
