@@ -33,12 +33,18 @@ def test_more_clusters_than_items_raises():
         cluster_items(np.zeros((4, 2)), 5)
     with pytest.raises(ValueError, match="n_clusters"):
         cluster_items(np.zeros((4, 2)), 0)
+    # two distinct embeddings cannot make three clusters
+    with pytest.raises(ValueError, match="KMeans found only 2 distinct clusters"):
+        cluster_items(np.repeat([[0.0, 0.0], [1.0, 1.0]], 5, axis=0), 3)
 
 
 def test_latent_sizes_proportional_and_summing():
     assert latent_sizes([8, 2, 2], [12]) == [[8], [2], [2]]
     assert latent_sizes([8, 2, 2], [24, 6]) == [[16, 4], [4, 1], [4, 1]]
     assert latent_sizes([100, 1], [10]) == [[9], [1]]            # every cluster >= 1 unit
+    # the release's split would leave the last cluster 20 - 19 - 1 = 0 units: largest remainder
+    assert latent_sizes([95, 3, 2], [20]) == [[17], [2], [1]]
+    assert latent_sizes([95, 3, 2], [3]) == [[1], [1], [1]]
     with pytest.raises(ValueError, match="too small"):
         latent_sizes([5, 5, 5], [2])
 
@@ -109,6 +115,8 @@ def test_bad_configuration_raises():
         LDiffRec(12, clusters=UNEVEN, encoder_dims=[2])
     with pytest.raises(ValueError, match="no empty cluster"):
         ClusterVAE(np.array([0, 0, 2, 2]))
+    with pytest.raises(ValueError, match="cluster labels must be 0..C-1, got -1"):
+        ClusterVAE(np.array([0, -1, 1, 1]))
 
 
 def test_lt_diffrec_learns_and_beats_popularity(synthetic):

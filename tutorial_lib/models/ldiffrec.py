@@ -43,6 +43,7 @@ scores = dec(z_hat).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -64,6 +65,7 @@ def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray
     KMeans' arbitrary numbering.
     """
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     emb = np.asarray(item_embeddings, dtype=np.float64)
     if emb.ndim != 2:
@@ -75,7 +77,13 @@ def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray
                          "need n_clusters <= n_items")
     if n_clusters == 1:
         return np.zeros(len(emb), dtype=np.int64)
-    labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(emb)
+    with warnings.catch_warnings():        # too few distinct points: our error below says it
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(emb)
+    found = len(np.unique(labels))
+    if found < n_clusters:
+        raise ValueError(f"KMeans found only {found} distinct clusters among the item embeddings "
+                         f"(too many identical embeddings?); ask for at most {found}")
     by_size = np.argsort(-np.bincount(labels, minlength=n_clusters), kind="stable")
     return np.argsort(by_size)[labels].astype(np.int64)
 
@@ -83,16 +91,31 @@ def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray
 def latent_sizes(cluster_sizes: Sequence[int], dims: Sequence[int]) -> list[list[int]]:
     """Per-cluster layer widths: cluster c gets int(I_c / I * h) of every width h (>= 1).
 
-    The last cluster takes the remainder, so the widths of each layer sum to ``dims``.
+    The last cluster takes the remainder, so the widths of each layer sum to ``dims`` (the
+    released code's split). Where that leaves the last cluster nothing (small clusters rounded
+    up to 1), the layer is split by largest remainder after one unit per cluster instead.
     Returns C lists, each as long as ``dims``.
     """
     sizes, total = list(cluster_sizes), sum(cluster_sizes)
-    out = [[max(1, int(n / total * h)) for h in dims] for n in sizes[:-1]]
-    last = [h - sum(col) for h, col in zip(dims, zip(*out))] if out else list(dims)
-    if min(last) < 1:
+    if min(dims) < len(sizes):
         raise ValueError(f"encoder dims {list(dims)} are too small for {len(sizes)} clusters: "
                          "every cluster needs at least one latent unit per layer")
-    return out + [last]
+    columns = []
+    for h in dims:
+        col = [max(1, int(n / total * h)) for n in sizes[:-1]]
+        col.append(h - sum(col))
+        if col[-1] < 1:
+            col = _largest_remainder(sizes, h)
+        columns.append(col)
+    return [list(row) for row in zip(*columns)]
+
+
+def _largest_remainder(sizes: Sequence[int], h: int) -> list[int]:
+    """h units over len(sizes) parts: one each, the other h - C in proportion to sizes."""
+    share = np.asarray(sizes, dtype=float) / sum(sizes) * (h - len(sizes))
+    out = np.floor(share).astype(int)
+    out[np.argsort(-(share - out), kind="stable")[:h - len(sizes) - out.sum()]] += 1
+    return (out + 1).tolist()
 
 
 def _mlp(widths: Sequence[int], final_tanh: bool) -> nn.Sequential:
@@ -125,9 +148,11 @@ class ClusterVAE(nn.Module):
         if clusters.ndim != 1 or len(clusters) == 0 or not np.issubdtype(clusters.dtype, np.integer):
             raise ValueError(f"clusters must be a non-empty 1-D integer array (one label per item), "
                              f"got shape {clusters.shape} dtype {clusters.dtype}")
+        if clusters.min() < 0:
+            raise ValueError(f"cluster labels must be 0..C-1, got {int(clusters.min())}")
         C = int(clusters.max()) + 1
         sizes = np.bincount(clusters, minlength=C)
-        if clusters.min() < 0 or (sizes == 0).any():
+        if (sizes == 0).any():
             raise ValueError(f"cluster labels must be 0..C-1 with no empty cluster, got sizes {sizes.tolist()}")
         if not encoder_dims or min(encoder_dims) < 1:
             raise ValueError(f"encoder_dims must be a non-empty list of positive widths, got {encoder_dims!r}")
