@@ -1,6 +1,7 @@
 """Noise schedules: bounds, monotone alpha_bar, the papers' published values, clear errors."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,3 +85,23 @@ def test_bad_T(T):
 def test_aliases():
     assert torch.equal(schedules.get_betas("trunc_lin", 8), schedules.get_betas("trunc-linear", 8))
     assert torch.equal(schedules.get_betas("linear_var", 8), schedules.get_betas("linear-var", 8))
+
+
+def test_numpy_integer_T_is_an_integer():
+    assert torch.equal(schedules.get_betas("cosine", np.int64(7)), schedules.get_betas("cosine", 7))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(noise_scale=0.0), "noise_scale"),
+    (dict(noise_scale=200.0), r"noise_scale \* noise_max must be < 1"),
+    (dict(noise_scale=1e-13), "outside .*choose larger noise"),     # 1 - alpha_bar rounds to 0
+])
+def test_linear_var_bad_noise_says_which_way(kw, match):
+    with pytest.raises(ValueError, match=match):
+        schedules.get_betas("linear-var", 40, **kw)
+
+
+def test_a_step_without_noise_is_rejected():
+    from tutorial_lib.diffusion import GaussianDiffusion
+    with pytest.raises(ValueError, match="adds no noise.*choose larger noise"):
+        GaussianDiffusion(torch.tensor([1e-17, 0.01, 0.02]))

@@ -230,7 +230,11 @@ class GaussianDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, model, shape: tuple[int, ...], device=None, return_trajectory: bool = False,
                generator: torch.Generator | None = None):
-        """Generate from pure noise: x_T ~ N(0, I), then T noisy reverse steps (DDPM ancestral sampling)."""
+        """Generate from pure noise: x_T ~ N(0, I), then T noisy reverse steps (DDPM ancestral sampling).
+
+        ``device`` defaults to the generator's, else to the schedule's (where ``.to()`` put it)."""
+        if device is None:
+            device = generator.device if generator is not None else self.betas.device
         x_T = torch.randn(shape, generator=generator, device=device)
         return self._reverse_from(model, x_T, return_trajectory, generator)
 

@@ -21,6 +21,7 @@ index ``i`` holds :math:`\beta_{i+1}` (code is 0-based, the papers count from 1)
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -28,16 +29,22 @@ MAX_BETA = 0.999
 
 
 def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
         raise ValueError(f"the number of steps T must be an integer >= 1, got {T!r}")
-    return T
+    return int(T)
 
 
 def _validate(betas: torch.Tensor, name: str) -> torch.Tensor:
     if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas >= 1).any():
+        advice = ("choose larger noise" if torch.isfinite(betas).all() and (betas < 1).all()
+                  else "choose smaller noise or more steps")
         raise ValueError(
             f"schedule {name!r} produced betas outside (0, 1): min {betas.min().item():.3g}, "
-            f"max {betas.max().item():.3g}; choose smaller noise or more steps")
+            f"max {betas.max().item():.3g}; {advice}")
+    if (1 - betas.to(torch.float64) == 1).any():
+        raise ValueError(
+            f"schedule {name!r} has a step that adds no noise: beta_t = {betas.min().item():.3g} "
+            "rounds 1 - beta_t to 1 (then 1 - alpha_bar_t = 0 and SNR is infinite); choose larger noise")
     return betas
 
 
