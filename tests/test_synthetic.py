@@ -93,3 +93,6 @@ def test_synthetic_bad_arguments():
         make_synthetic(interactions_per_user=500)
     with pytest.raises(ValueError, match="noise_frac"):
         make_synthetic(noise_frac=1.0)
+    # more noise clicks than items outside a user's interests: would leak into them, or crash
+    with pytest.raises(ValueError, match="only 300 items lie outside the user's interests"):
+        make_synthetic(noise_frac=0.9)

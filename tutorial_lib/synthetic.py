@@ -104,6 +104,12 @@ def _draw_clean_clicks(lengths, taus, user_clusters, cluster_item_probs, drift, 
 def _draw_noise_clicks(n_noise, user_clusters, item_clusters, item_popularity, rng):
     """Popular items outside each user's interest clusters, n_noise[u] distinct ones per user."""
     outside = ~(item_clusters[None, :, None] == user_clusters[:, None, :]).any(axis=2)   # (U, I)
+    short = n_noise > outside.sum(axis=1)
+    if short.any():
+        u = int(np.flatnonzero(short)[0])
+        raise ValueError(f"noise_frac asks for {n_noise[u]} false-positive clicks for user {u}, but only "
+                         f"{outside[u].sum()} items lie outside the user's interests: lower noise_frac "
+                         f"or add items / clusters")
     keys = item_popularity / rng.standard_exponential(size=outside.shape)   # exponential race
     keys[~outside] = -1.0
     ranked = np.argsort(-keys, axis=1)
