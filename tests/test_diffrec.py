@@ -58,7 +58,7 @@ def test_mlp_bad_configuration(kwargs, message):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"mean_type": "v"}, "mean_type"),
-    ({"T": 0}, "T"),
+    ({"T": 0}, r"T \(number of diffusion steps\) must be a positive integer"),
     ({"sampling_steps": 41}, "sampling_steps"),
     ({"step_sampling": "greedy"}, "method"),
     ({"noise_schedule": "nope"}, "unknown schedule"),

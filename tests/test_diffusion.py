@@ -110,23 +110,56 @@ def test_training_losses_zero_for_an_oracle_and_positive_otherwise():
     assert torch.allclose(out["loss"], torch.full((6,), 0.01, dtype=torch.float64))
 
 
+def test_training_loss_weights():
+    x0 = torch.rand(5, 9, dtype=torch.float64)
+    noise = torch.randn_like(x0)
+    t = torch.arange(5)
+    # x0-prediction: SNR(t-1) - SNR(t), and 1 at the first step
+    d0 = make(T=5, mean_type="x0")
+    out = d0.training_losses(lambda x, t: x0 + 0.1, x0, t, noise)
+    weight = torch.cat([torch.ones(1, dtype=torch.float64), (d0.snr(t - 1) - d0.snr(t))[1:]])
+    assert torch.allclose(out["loss"], weight * 0.01)
+    # eps-prediction: the DiffRec release's weight, and the x0 error / 2 at the first step
+    de = make(T=5, mean_type="eps")
+    eps_hat = noise + 0.1
+    out = de.training_losses(lambda x, t: eps_hat, x0, t, noise)
+    ab, abp, beta = de.alpha_bar, de.alpha_bar_prev, de.betas
+    release = (1 - ab) / ((1 - abp) ** 2 * (1 - beta))
+    x_t = de.q_sample(x0, t, noise)
+    x0_err = ((de.predict_x0_from_eps(x_t, t, eps_hat) - x0) ** 2).mean(1) / 2
+    assert torch.allclose(out["loss"][1:], release[1:] * 0.01)
+    assert torch.allclose(out["loss"][:1], x0_err[:1])
+
+
 def test_p_sample_with_oracle_recovers_x0():
     diff = make(T=40, name="linear-var")
     x0 = (torch.rand(3, 20) < 0.3).double()
     out, traj = diff.p_sample(lambda x, t: x0, x0, steps=0, return_trajectory=True)
     assert torch.allclose(out, x0)
     assert traj.shape == (41, 3, 20)
-    noisy = diff.p_sample(lambda x, t: x0, x0, steps=10, sampling_noise=True,
-                          generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(noisy, x0)
+    noisy, traj = diff.p_sample(lambda x, t: x0, x0, steps=10, sampling_noise=True, return_trajectory=True,
+                                generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(noisy, x0)                  # the last step returns x0_hat exactly
+    g = torch.Generator().manual_seed(0)
+    start = diff.q_sample(x0, torch.full((3,), 9), generator=g)
+    assert torch.equal(traj[0], start) and not torch.allclose(traj[0], x0)
+    mean, _, log_var = diff.q_posterior_mean_variance(x0, start, torch.full((3,), 39))
+    step_noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+    assert torch.allclose(traj[1], mean + torch.exp(0.5 * log_var) * step_noise)
 
 
 def test_sample_from_pure_noise_shape_and_seed():
-    diff = make(T=6)
-    model = lambda x, t: torch.zeros_like(x)
+    diff = make(T=6, mean_type="eps")
+    model = lambda x, t: torch.zeros_like(x)          # eps_hat = 0: x0_hat = x_t / sqrt(ab_t), keeps the noise
     a = diff.sample(model, (2, 3), generator=torch.Generator().manual_seed(3))
     b = diff.sample(model, (2, 3), generator=torch.Generator().manual_seed(3))
-    assert a.shape == (2, 3) and torch.equal(a, b)
+    c = diff.sample(model, (2, 3), generator=torch.Generator().manual_seed(4))
+    assert a.shape == (2, 3) and torch.equal(a, b) and not torch.allclose(a, c)
+    # x_T ~ N(0, I) and a model that ignores its input: the trajectory starts from the generator's draw
+    _, traj = diff.sample(lambda x, t: torch.zeros_like(x), (2, 3), return_trajectory=True,
+                          generator=torch.Generator().manual_seed(3))
+    assert traj.shape == (7, 2, 3)
+    assert torch.equal(traj[0], torch.randn((2, 3), generator=torch.Generator().manual_seed(3)))
 
 
 def test_elbo_terms_finite_and_sum():
@@ -141,6 +174,15 @@ def test_elbo_terms_finite_and_sum():
                                          + bad["denoising_matching"].sum().item(), rel=1e-9)
     # the prior term does not depend on the model, and is ~0 only when x_T is pure noise
     assert bad["prior_matching"] == pytest.approx(oracle["prior_matching"])
+    ab_T = diff.alpha_bar[-1]
+    closed_prior = 0.5 * (ab_T * x0 ** 2 + (1 - ab_T) - 1 - torch.log(1 - ab_T)).sum(1)
+    assert torch.allclose(diff.prior_matching_term(x0), closed_prior)
+    # -log N(x0; x0_hat, beta_1) with a fixed x_1: the model below predicts x0_hat = x_1 / 2
+    noise = torch.randn_like(x0)
+    x1 = diff.q_sample(x0, torch.zeros(4, dtype=torch.long), noise)
+    beta1 = diff.betas[0]
+    closed_rec = ((x0 - x1 / 2) ** 2).sum(1) / (2 * beta1) + 5 / 2 * torch.log(2 * math.pi * beta1)
+    assert torch.allclose(diff.reconstruction_term(lambda x, t: x / 2, x0, noise), closed_rec)
     assert make(T=1000, name="linear").prior_matching_term(x0).max() < 1e-3
     assert make(T=40, name="linear-var").prior_matching_term(x0).min() > 1.0
 
@@ -181,3 +223,23 @@ def test_bad_arguments_raise_clear_errors():
         GaussianDiffusion(torch.tensor([0.1, 1.2]))
     with pytest.raises(ValueError, match="method"):
         StepSampler(5, method="greedy")
+    with pytest.raises(ValueError, match="t must hold integer steps"):
+        diff.q_sample(x, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"noise shape \(2, 4\) != x0 shape \(2, 3\)"):
+        diff.q_sample(x, torch.tensor([0, 1]), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="reverse_steps must lie"):
+        diff.p_sample(lambda x, t: x, x, reverse_steps=6)
+    with pytest.raises(ValueError, match=r"model output shape \(2, 4\) != target shape \(2, 3\)"):
+        diff.training_losses(lambda x, t: torch.zeros(2, 4), x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="history must be >= 1"):
+        StepSampler(5, history=0)
+    with pytest.raises(ValueError, match="saved with another T"):
+        StepSampler(5, history=2).load_state(torch.zeros(4, 3))
+
+
+def test_posterior_log_variance_is_clipped_at_the_first_step():
+    # beta~_1 = 0 has no log: the first step borrows beta~_2, as in Ho et al. and DiffRec
+    diff = make(T=6)
+    assert diff.posterior_variance[0] == 0
+    assert diff.posterior_log_variance[0] == torch.log(diff.posterior_variance[1])
+    assert torch.allclose(diff.posterior_log_variance[1:], diff.posterior_variance[1:].log())

@@ -98,6 +98,14 @@ def test_loss_terms_and_annealing():
     for _ in range(10):
         model.on_epoch_end(0)
     assert model.weights()[0] == pytest.approx(0.005)                # floor lambda_min
+    # now with the KL weight at its cap: loss = lambda diffusion + reconstruction + beta KL
+    terms = model.loss_terms(x)
+    assert terms["kl"] > 0
+    assert terms["loss"].item() == pytest.approx(
+        (0.005 * terms["diffusion"] + terms["reconstruction"] + 0.3 * terms["kl"]).item())
+    mu, logvar = torch.randn(3, 4), torch.randn(3, 4)
+    closed = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1).mean()          # KL(N(mu, s^2) || N(0, 1))
+    assert torch.allclose(type(model.vae).kl(mu, logvar), closed)
     assert "epochs_done" in model.state_dict()                       # clocks survive checkpoints
 
 

@@ -193,6 +193,19 @@ def test_evaluate_errors():
         evaluate(lambda u: torch.full((len(u), 6), float("nan")), data, "valid")
     with pytest.raises(ValueError, match="users"):
         evaluate(fn, data, "valid", users=[7])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        evaluate(fn, data, "valid", batch_size=0)
+
+
+def test_accumulator_errors():
+    acc = MetricAccumulator(ks=(1,))
+    with pytest.raises(ValueError, match="no user with ground truth was evaluated"):
+        acc.compute()
+    acc.update(torch.zeros(2, 3), np.zeros((2, 3)))          # no truth: nothing counted
+    with pytest.raises(ValueError, match="no user with ground truth"):
+        acc.compute()
+    with pytest.raises(ValueError, match="users has 3 ids but scores have 2 rows"):
+        acc.update(torch.zeros(2, 3), np.eye(2, 3), users=[0, 1, 2])
 
 
 def test_popularity_on_ml1m_full_protocol(ml1m_dir):
