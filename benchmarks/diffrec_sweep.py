@@ -8,7 +8,10 @@ The paper searched noise scale, noise bounds, T and the learning rate and report
 setting; this script re-runs that search on *validation* Recall@20 (never
 test) so that the recipe's choice can be checked. One JSON line per (config, seed) with the
 validation figure that decides and the test figure at the best validation epoch, which is
-reported, not used. Same protocol and training loop as ``reproduce.py diffrec``.
+reported, not used. Same protocol and training loop as ``reproduce.py diffrec``; one difference:
+the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel (``reproduce.py`` uses
+``DiffRec.configure_optimizers``, fused since the fifth session), the same update up to float
+rounding. The recorded sweep rows were all run this way.
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ FAMILIES = {
     "ldiffrec": "ldiffrec", "tdiffrec": "ldiffrec", "ltdiffrec": "ldiffrec",
     "sasrec": "sequential", "diffurec": "sequential", "seqdiffrec": "seqdiffrec",
 }
+SEQUENTIAL = ("sequential", "seqdiffrec")          # the families that run in pieces
 DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "datasets"
 
 
@@ -60,6 +61,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if (args.checkpoint or args.time_limit is not None) and FAMILIES[args.model] not in SEQUENTIAL:
+        raise SystemExit("--checkpoint / --time-limit (runs in pieces) are for the sequential models "
+                         f"{sorted(m for m, f in FAMILIES.items() if f in SEQUENTIAL)}; "
+                         f"a {args.model} run takes minutes and goes in one piece")
     if args.time_limit is not None and args.checkpoint is None:
         raise SystemExit("--time-limit needs --checkpoint (a paused run resumes from it)")
     if args.release_padding and args.model != "diffurec":

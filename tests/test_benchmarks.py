@@ -18,6 +18,40 @@ import reproduce  # noqa: E402
 METRICS = ("hr@10", "ndcg@10", "masked_hr@10", "valid_ndcg@10", "best_epoch", "epochs")
 
 
+# what every JSON line carries (the issues' contract), by family
+COMMON = {"model", "dataset", "best_epoch", "train_seconds", "eval_seconds", "seconds_per_epoch",
+          "device", "seed"}
+TOP_N = {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+NEXT_ITEM = {f"{m}@{k}" for m in ("hr", "ndcg") for k in (5, 10, 20)}
+ALL_MODELS = sorted(reproduce.FAMILIES)
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_model_prints_the_json_contract(model, capsys):
+    result = reproduce.main([model, "--dataset", "synthetic", "--fast", "--no-progress", "--epochs", "1"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == result                               # the last stdout line is the JSON
+    sequential = reproduce.FAMILIES[model] in reproduce.SEQUENTIAL
+    missing = (COMMON | (NEXT_ITEM if sequential else TOP_N)) - set(result)
+    assert not missing, f"{model} lacks {sorted(missing)}"
+    assert result["model"] == model and result["dataset"] == "synthetic" and result["seed"] == 1
+    top = 100 if sequential else 1                                  # sequential figures are x100
+    assert all(0 <= result[k] <= top for k in (NEXT_ITEM if sequential else TOP_N))
+    assert result["device"] in ("cpu", "cuda")
+
+
+def test_the_json_is_the_last_line_of_the_script_itself():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"), "popularity",
+                          "--dataset", "synthetic"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["model"] == "popularity"
+
+
+def test_pieces_are_refused_where_they_would_be_ignored():
+    with pytest.raises(SystemExit, match="sequential models"):
+        reproduce.main(["ldiffrec", "--dataset", "synthetic", "--checkpoint", "x.pt", "--time-limit", "1"])
+
+
 def test_a_run_in_pieces_equals_one_run(tmp_path):
     # the plan for DiffuRec's 500-epoch GPU run: pause every few minutes, resume next call
     base = ["sasrec", "--dataset", "synthetic", "--fast", "--no-progress", "--epochs", "4"]

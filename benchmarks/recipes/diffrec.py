@@ -5,7 +5,7 @@
     python benchmarks/reproduce.py multivae   --dataset ml-1m_clean --device cuda
     python benchmarks/reproduce.py popularity --dataset synthetic
 
-Protocol (../../shared/reference/published_results.md): full ranking over all items, the
+Protocol (shared/reference/published_results.md beside the repo): full ranking over all items, the
 input is the user's training row, validation masks training items, test masks training +
 validation items, Recall@K = hits / |held-out items|. Trained models are validated every 5
 epochs; the reported test numbers are those at the best validation Recall@20; training stops
@@ -71,11 +71,11 @@ def load(args):
     raise ValueError(f"the DiffRec-family recipes run on ml-1m_clean or synthetic, not {args.dataset!r}")
 
 
-def _result(args, test: dict, **extra) -> dict:
+def _result(args, test: dict, device=None, **extra) -> dict:
     # cpu_seconds (this process, all threads) and the 1-minute load average tell a run on a
     # shared machine apart from one on an idle machine: wall time alone does not.
     return {"model": args.model, "dataset": args.dataset, **{k: round(test[k], 4) for k in KEYS},
-            **extra, "device": str(pick_device(args.device)), "seed": args.seed,
+            **extra, "device": device or str(pick_device(args.device)), "seed": args.seed,
             "cpu_seconds": round(time.process_time(), 1), "torch_threads": torch.get_num_threads(),
             "load_average_1m": round(os.getloadavg()[0], 2)}
 
@@ -87,7 +87,8 @@ def _closed_form(args, model, data, extra=None) -> dict:
     start = time.perf_counter()
     valid = evaluate(lambda u: model.score(data, u, "valid"), data, "valid")
     test = evaluate(lambda u: model.score(data, u, "test"), data, "test")
-    return _result(args, test, **{"valid_recall@20": round(valid["recall@20"], 4)}, best_epoch=0,
+    # the closed forms fit and score with NumPy / SciPy / CPU torch whatever --device says
+    return _result(args, test, device="cpu", **{"valid_recall@20": round(valid["recall@20"], 4)}, best_epoch=0,
                    train_seconds=round(train_seconds, 2),
                    eval_seconds=round(time.perf_counter() - start, 2), seconds_per_epoch=0.0,
                    **(extra or {}))

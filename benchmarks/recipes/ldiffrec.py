@@ -4,7 +4,7 @@
     python benchmarks/reproduce.py tdiffrec  --dataset ml-1m_clean --device cuda
     python benchmarks/reproduce.py ltdiffrec --dataset synthetic --fast
 
-Protocol (docs: ../../shared/reference/published_results.md): full ranking, training items
+Protocol (shared/reference/published_results.md beside the repo): full ranking, training items
 masked for validation, training + validation items for test; validate every 5 epochs, keep
 the best validation Recall@20, stop after 20 epochs without improvement.
 

@@ -8,7 +8,7 @@
     python benchmarks/recipes/sequential.py evalseeds diffurec --checkpoint build/diffurec.pt --seeds 1 2 3
                                                           # test spread over inference noise
 
-Protocol (../../shared/reference/published_results.md): DiffuRec's leave-one-out split of
+Protocol (shared/reference/published_results.md beside the repo): DiffuRec's leave-one-out split of
 Amazon Beauty (validation = second last item, test = last, test input = training sequence +
 validation item), full ranking over all 12,101 items, HR and NDCG @5/10/20 averaged over
 users exactly (not per-batch means, as the released code does), x100 ("scale": 100).
@@ -24,7 +24,8 @@ StepLR x0.1 every 100 epochs as released, 500 epochs, eval every 20, patience 5)
 SASRec: full-softmax cross-entropy and the SASRec paper's settings for the sparse Amazon
 data (Adam lr 1e-3, batch 128, 2 blocks, 1 head, dropout 0.5, length 50), hidden 64 instead of
 50. ``grid sasrec`` re-checks hidden and dropout on Beauty's validation NDCG@10 (SASREC_GRID);
-at ~90 s per CPU epoch that grid is a GPU job and has not been run yet (see RESULTS.md).
+at ~90 s per CPU epoch that grid is a GPU job and has not been run yet: SASRec's figures in
+RESULTS.md are the recipe's setting, already above the published ones.
 
 Speed: big evaluation batches on CUDA; everywhere the exact savings of the library
 (last-position-only final block, padding trimmed, length-sorted chunks on CPU). DiffuRec trains in
@@ -32,7 +33,8 @@ fp32 on every device: its batches are launch-bound on a GPU, and bf16 autocast (
 kernels) measured slower on an H200, 5.1 against 3.9 s per epoch; on this CPU it gained only 1.25x.
 SASRec keeps the library's default (bf16 autocast on CUDA), which has not been compared.
 ``speed`` times a fixed number of training batches at the paper's settings and extrapolates to
-one epoch (labelled so), with the load average to show CPU contention.
+one epoch (labelled so), with the load average to show CPU contention. Its ``--amp`` defaults to
+what the recipe trains with (fp32 for DiffuRec, the library default for SASRec).
 """
 from __future__ import annotations
 
@@ -137,7 +139,8 @@ def _result(args, model, data, hist, dev, extra=None) -> dict:
     t0 = time.perf_counter()
     test = _test_both_protocols(model, data, dev)
     eval_seconds = hist.eval_seconds + time.perf_counter() - t0
-    return {"model": args.model, "dataset": data.name, **test, "scale": 100,
+    subset = {} if data.name == args.dataset else {"data": data.name}     # e.g. a --fast subsample
+    return {"model": args.model, "dataset": args.dataset, **subset, **test, "scale": 100,
             "protocol": "hr@K/ndcg@K: history not masked (DiffuRec's); masked_*: history masked",
             # null (valid JSON, unlike NaN) while a paused run has not been validated yet
             "valid_ndcg@10": round(100 * hist.best_valid["ndcg@10"], 4) if hist.best_valid else None,
@@ -277,7 +280,9 @@ def main(argv=None):
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[3] / "shared" / "datasets"))
     p.add_argument("--batches", type=int, default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--amp", choices=["recipe", "auto", "on", "off"], default="recipe",
+                   help="bf16 autocast: recipe = as reproduce.py trains (off for diffurec, auto for "
+                        "sasrec); auto = on for CUDA only")
     p.add_argument("--chunk-size", type=int, default=64, help="0 = no length chunks")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=60, help="grid: epochs per config")
@@ -302,7 +307,7 @@ def main(argv=None):
         for row in sasrec_grid(data, a.epochs, a.device):
             print(json.dumps(row), flush=True)
         return
-    amp = {"auto": None, "on": True, "off": False}[a.amp]
+    amp = {"auto": None, "on": True, "off": False}.get(a.amp, False if a.model == "diffurec" else None)
     print(json.dumps(time_batches(a.model, data, a.batches, a.device, amp, a.chunk_size or None)))
 
 
