@@ -50,3 +50,14 @@ def test_ci_installs_cpu_torch_first():
     install = next(i for i, line in enumerate(lines) if "pip install" in line and "torch==2.13.0" in line)
     assert install < lines.index("make test"), "torch==2.13.0 must be installed before `make test`"
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_import_is_lazy():
+    # "imports quickly": `import tutorial_lib` loads no heavy dependency until a sub-module is used
+    # (benchmarks/import_time.py prints the seconds; a timed test would be flaky)
+    import subprocess
+    import sys
+    code = ("import sys, tutorial_lib as tl; heavy = [m for m in ('torch', 'pandas', 'scipy', 'matplotlib') "
+            "if m in sys.modules]; tl.schedules; print(heavy, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] True"                 # nothing heavy at import, torch once schedules is used
