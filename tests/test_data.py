@@ -8,7 +8,6 @@ import pickle
 import urllib.error
 import urllib.request
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,29 +16,17 @@ import scipy.sparse as sp
 
 from tutorial_lib import data as D
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
-
-def dataset_path(name: str) -> Path:
-    """The shared dataset folder; skipped (visibly) when absent, a failure under CI."""
-    path = DATASETS / name
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing; CI must provide ../shared/datasets")
-        pytest.skip(f"real data not found at {path} (place the datasets beside the repo)")
-    return path
-
-
-# ---------------------------------------------------------------- real data
+# ---------------------------------------------------------------- real data (conftest's fixtures)
 
 @pytest.fixture(scope="module")
-def ml1m():
-    return D.load_diffrec_npy(dataset_path("ml-1m_clean"))
+def ml1m(ml1m_dir):
+    return D.load_diffrec_npy(ml1m_dir)
 
 
 @pytest.fixture(scope="module")
-def beauty():
-    return D.load_diffurec_pkl(dataset_path("amazon_beauty") / "dataset.pkl")
+def beauty(beauty_pkl):
+    return D.load_diffurec_pkl(beauty_pkl)
 
 
 def test_ml1m_clean_counts(ml1m):
@@ -50,8 +37,8 @@ def test_ml1m_clean_counts(ml1m):
     assert "5,949 users x 2,810 items" in repr(ml1m)
 
 
-def test_ml1m_sequences_follow_row_order(ml1m):
-    rows = np.load(dataset_path("ml-1m_clean") / "train_list.npy", allow_pickle=False)
+def test_ml1m_sequences_follow_row_order(ml1m, ml1m_dir):
+    rows = np.load(ml1m_dir / "train_list.npy", allow_pickle=False)
     for u in (0, 1, 2500, 5948):
         np.testing.assert_array_equal(ml1m.sequences[u], rows[rows[:, 0] == u, 1])
     assert sum(map(len, ml1m.sequences)) == 403_277
