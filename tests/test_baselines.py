@@ -48,8 +48,9 @@ def test_ease_solves_the_constrained_least_squares(data):
 
 
 def test_ease_bad_input(data):
-    with pytest.raises(ValueError, match="lam"):
-        EASE(lam=0)
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lam .* must be finite and > 0"):
+            EASE(lam=bad)
     with pytest.raises(RuntimeError, match="fit"):
         EASE().score(data, [0])
     with pytest.raises(ValueError, match="items"):
@@ -84,6 +85,17 @@ def test_multivae_eval_is_deterministic():
     vae = MultiVAE(30, hidden=[8], latent=4).eval()
     x = torch.rand(3, 30)
     torch.testing.assert_close(vae(x)[0], vae(x)[0])
+
+
+def test_multivae_scores_the_clean_row_in_any_mode(synthetic):
+    # score() promises z = mu of the training row: no input dropout, even in training mode
+    data = synthetic[0]
+    torch.manual_seed(0)
+    vae = MultiVAE(data.n_items, hidden=[8], latent=4, dropout=0.5).train()
+    users = torch.arange(5)
+    first = vae.score(data, users)
+    assert torch.equal(first, vae.score(data, users))
+    assert torch.equal(first, vae.eval().score(data, users))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -8,6 +8,7 @@ import pickle
 import urllib.error
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,25 @@ def test_diffurec_pkl_rejects_padding_item(tmp_path):
         D.load_diffurec_pkl(path)
 
 
+@pytest.mark.parametrize("change, match", [
+    ({"train": {0: [1.7, 2]}}, "item ids must be integers"),       # np.fromiter would truncate 1.7 to 1
+    ({"train": {0: ["1", "2"]}}, "item ids must be integers"),
+    ({"smap": ["x", "y"]}, "'smap' must be a dict"),
+])
+def test_diffurec_pkl_rejects_bad_ids(tmp_path, change, match):
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps({"train": {0: [1, 2]}, "val": {0: [3]}, "test": {0: [4]}, **change}))
+    with pytest.raises(ValueError, match=match):
+        D.load_diffurec_pkl(path)
+
+
+def test_diffurec_pkl_keeps_the_user_map_when_umap_names_a_filtered_user(tmp_path):
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps({"train": {0: [1], 1: [2]}, "val": {0: [2], 1: [1]}, "test": {0: [1], 1: [2]},
+                                   "umap": {"u0": 0, "u1": 1, "gone": 2}}))
+    assert D.load_diffurec_pkl(path).user_map == {"u0": 0, "u1": 1}
+
+
 # ---------------------------------------------------------------- bad input
 
 def _save_npy(folder, train, valid=None, test=None):
@@ -134,6 +154,8 @@ def test_interaction_data_validation():
         D.InteractionData(a, a, a, sequences=[[0], [1], [3]])
     with pytest.raises(ValueError, match="differ in length"):
         D.InteractionData(a, a, a, sequences=[[0], [1], [2]], timestamps=[[0], [1], [2, 3]])
+    with pytest.raises(ValueError, match="timestamps must be numbers or datetime64"):
+        D.InteractionData(a, a, a, sequences=[[0], [1], [2]], timestamps=[["2020-01-01"], ["x"], ["y"]])
     with pytest.raises(ValueError, match="valid contains NaN"):
         D.InteractionData(a, sp.csr_matrix(np.array([[np.nan, 0, 0]] * 3)), a)
     d = D.InteractionData(sp.csr_matrix(np.array([[2.0, 0], [0, 5]])), a[:2, :2], a[:2, :2])
@@ -183,6 +205,12 @@ def test_temporal_split_by_hand(log):
     assert _pairs(d.train) == {(0, 0), (0, 1), (0, 2), (1, 1), (2, 3), (2, 1)}
     assert [s.tolist() for s in d.sequences] == [[0, 1, 2], [1], [3, 1]]
     assert [t.tolist() for t in d.timestamps] == [[1, 2, 3], [10], [100, 200]]
+
+
+def test_split_sizes_round_exact_halves_up():
+    # 0.7 * 45 is 31.499999999999996 in floating point: the documented rule says 31.5 -> 32
+    assert D.split_sizes(np.array([45, 5, 4]), 0.7).tolist() == [32, 4, 3]
+    assert D.split_sizes(np.array([5, 15]), 0.1).tolist() == [1, 2]
 
 
 def test_loo_split_by_hand(log):
@@ -278,6 +306,22 @@ def test_fetch_verifies_and_extracts(tmp_path, fake_source):
     assert folder == tmp_path / "toy" and (folder / "ratings.dat").read_text() == "1::2::5::10\n"
     assert D.fetch("toy", root=tmp_path) == folder and len(calls) == 1    # cached, not downloaded again
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy", "toy.zip"]
+
+
+def test_fetch_interrupted_extraction_leaves_no_half_folder(tmp_path, fake_source, monkeypatch):
+    real = zipfile.ZipFile.extractall
+
+    def interrupted(self, path=None, *args, **kwargs):
+        (Path(path) / "toy").mkdir()
+        (Path(path) / "toy" / "partial").write_text("half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        D.fetch("toy", root=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.zip"]      # the verified archive only
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", real)
+    folder = D.fetch("toy", root=tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["ratings.dat"]
 
 
 def test_fetch_wrong_checksum_leaves_nothing(tmp_path, fake_source, monkeypatch):

@@ -96,3 +96,5 @@ def test_synthetic_bad_arguments():
     # more noise clicks than items outside a user's interests: would leak into them, or crash
     with pytest.raises(ValueError, match="only 300 items lie outside the user's interests"):
         make_synthetic(noise_frac=0.9)
+    with pytest.raises(ValueError, match="with no training click"):
+        make_synthetic(n_users=300, interactions_per_user=6, valid_frac=0.35, test_frac=0.5)

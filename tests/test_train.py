@@ -99,6 +99,12 @@ def test_best_epoch_is_restored_not_the_last(blocks):
     assert not torch.equal(model.item.weight, snapshots[6]["item.weight"])
 
 
+def test_fit_returns_the_model_in_eval_mode(blocks):
+    model = new_model()
+    fit(model, blocks, epochs=2, **FAST)
+    assert not model.training
+
+
 def test_early_stopping_stops_after_patience_epochs_without_improvement(blocks):
     model = new_model()
     history = fit(model, blocks, epochs=50, lr=0.0, patience=3, **FAST)   # lr 0: never improves

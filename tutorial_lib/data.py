@@ -123,6 +123,9 @@ class InteractionData:
             bad = [u for u, (s, t) in enumerate(zip(self.sequences, self.timestamps)) if len(s) != len(t)]
             if bad:
                 raise ValueError(f"timestamps and sequences differ in length for {len(bad)} users (first: user {bad[0]})")
+            kinds = {t.dtype.kind for t in self.timestamps if len(t)}
+            if not kinds <= set("iufM"):                  # integers, floats or datetime64
+                raise ValueError(f"timestamps must be numbers or datetime64, got dtype kinds {sorted(kinds)}")
 
     def _check_per_user(self, lists, what, dtype=np.int64):
         if len(lists) != self.n_users:
@@ -229,6 +232,9 @@ def _lists_to_pairs(user_lists: dict, what: str) -> tuple[np.ndarray, np.ndarray
     if not all(isinstance(u, (int, np.integer)) and u >= 0 for u in user_lists):
         raise ValueError(f"{what}: user ids must be non-negative integers")
     users = sorted(user_lists)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+               for u in users for i in user_lists[u]):
+        raise ValueError(f"{what}: item ids must be integers")
     lengths = np.fromiter((len(user_lists[u]) for u in users), dtype=np.int64, count=len(users))
     items = np.fromiter(chain.from_iterable(user_lists[u] for u in users), dtype=np.int64, count=int(lengths.sum()))
     return np.repeat(np.asarray(users, dtype=np.int64), lengths), items, users
@@ -250,6 +256,8 @@ def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
              (("train", "train"), ("valid", "val"), ("test", "test"))}
     users = sorted(set(pairs["train"][2]) | set(pairs["valid"][2]) | set(pairs["test"][2]))
     smap = raw.get("smap") or {}
+    if not isinstance(smap, dict) or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in smap.values()):
+        raise ValueError(f"{path}: 'smap' must be a dict raw item -> 1-based item id")
     all_items = np.concatenate([p[1] for p in pairs.values()])
     if len(all_items) and all_items.min() < 1:
         raise ValueError(f"{path}: item ids must be >= 1 (0 is DiffuRec's padding id), found {all_items.min()}")
@@ -264,7 +272,8 @@ def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
     matrices = {s: pairs_to_csr(to_rows(p[0]), p[1] - 1, shape) for s, p in pairs.items()}
     train_users, train_items, _ = pairs["train"]
     umap = raw.get("umap")
-    user_map = {r: user_index[u] for r, u in umap.items()} if umap and set(umap.values()) <= user_index.keys() else None
+    # users of umap that appear in no split (filtered out upstream) are left out, not the whole map
+    user_map = {r: user_index[u] for r, u in umap.items() if u in user_index} if isinstance(umap, dict) else None
     return InteractionData(**matrices, sequences=group_by_user(to_rows(train_users), train_items - 1, shape[0]),
                            name=name or path.parent.name, user_map=user_map,
                            item_map={r: i - 1 for r, i in smap.items()} or None)
@@ -286,8 +295,8 @@ def k_core_filter(df: pd.DataFrame, k: int, user_col: str = "userID", item_col: 
 
 
 def split_sizes(n: np.ndarray, frac: float) -> np.ndarray:
-    """round(frac * n), halves rounded up."""
-    return np.floor(n * frac + 0.5).astype(np.int64)
+    """round(frac * n), halves rounded up (1e-9 absorbs float error: 0.7 * 45 is 31.4999...)."""
+    return np.floor(np.asarray(n) * frac + 0.5 + 1e-9).astype(np.int64)
 
 
 def split_interactions(users: np.ndarray, times: np.ndarray | None, split: str,
@@ -510,11 +519,24 @@ def fetch(name: str, root="data", force: bool = False) -> Path:
         raise ChecksumError(f"{archive} does not have the expected SHA-256 {source.sha256}; delete it "
                             f"or call fetch({name!r}, force=True) to download it again")
     if force or not folder.exists():
+        _extract(archive, source.folder, folder)
+    return folder
+
+
+def _extract(archive: Path, inner: str, folder: Path) -> None:
+    """Unzip into a temporary folder beside ``folder``, then rename: an interrupted extraction
+    leaves no half-filled ``folder`` that a later call would take for a finished one."""
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        if not (tmp / inner).is_dir():
+            raise ValueError(f"{archive} does not contain the folder {inner!r} that REGISTRY names")
         if folder.exists():
             shutil.rmtree(folder)
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(root)
-    return folder
+        os.replace(tmp / inner, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_movielens_1m(root="data", threshold: float | None = 4, k_core: int | None = None,

@@ -216,6 +216,11 @@ def _at_least_one_held_out(users, labels, valid_frac, test_frac):
         n_test = np.bincount(users[labels == 2], minlength=len(lengths))
         no_valid = np.bincount(users[labels == 1], minlength=len(lengths)) == 0
         labels[(ends - n_test - 1)[no_valid]] = 1
+    no_train = np.bincount(users[labels == 0], minlength=len(lengths)) == 0
+    if no_train.any():
+        raise ValueError(f"valid_frac={valid_frac} and test_frac={test_frac} leave {int(no_train.sum())} users "
+                         f"(histories of {int(lengths[no_train].min())}+ clicks) with no training click; "
+                         "lower the fractions or raise interactions_per_user")
     return labels
 
 

@@ -233,7 +233,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             after the current epoch and return with ``history.paused`` set (a long GPU run
             split over several sessions: call again with ``resume=True`` to go on).
     Returns:
-        a :class:`History`; ``model`` ends with the best validation weights loaded.
+        a :class:`History`; ``model`` ends with the best validation weights loaded, in eval mode.
     """
     _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint, test)
     seed_everything(seed)
@@ -335,4 +335,5 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.eval()                          # the best weights, ready to score (no dropout)
     return history

@@ -27,8 +27,8 @@ class EASE:
     """score(u) = x_u B with B from the closed form above; ``lam`` is lambda."""
 
     def __init__(self, lam: float = 500.0):
-        if not lam > 0:
-            raise ValueError(f"lam (the L2 regularisation lambda) must be > 0, got {lam}")
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"lam (the L2 regularisation lambda) must be finite and > 0, got {lam}")
         self.lam = float(lam)
         self.B: torch.Tensor | None = None
 

@@ -60,9 +60,10 @@ class MultiVAE(nn.Module):
         self._dense: tuple | None = None
 
     # ------------------------------------------------------------------ model
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, I) -> mu, logvar (B, latent)."""
-        h = self.drop(F.normalize(x, dim=-1))
+    def encode(self, x: torch.Tensor, dropout: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, I) -> mu, logvar (B, latent). Input dropout in training mode unless ``dropout=False``."""
+        h = F.normalize(x, dim=-1)
+        h = self.drop(h) if dropout else h
         for i, layer in enumerate(self.encoder):
             h = layer(h)
             if i < len(self.encoder) - 1:
@@ -121,4 +122,4 @@ class MultiVAE(nn.Module):
         """(len(users), n_items) decoder logits at z = mu of the users' training rows."""
         x = self.input_matrix(data)
         users = torch.as_tensor(users, dtype=torch.long, device=x.device)
-        return self.decode(self.encode(x[users])[0])
+        return self.decode(self.encode(x[users], dropout=False)[0])     # the clean row, in any mode
