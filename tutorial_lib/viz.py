@@ -19,8 +19,17 @@ import torch
 
 def _np(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        return x.detach().float().cpu().numpy()
     return np.asarray(x)
+
+
+def show(fig) -> None:
+    """Display a figure inside a widget's output and close it: with any backend (inline or
+    ipympl), a widget redrawn a hundred times then holds one figure, not a hundred."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 # =========================================================================== general
@@ -183,7 +192,7 @@ def schedule_explorer():
         noise_min=w.FloatLogSlider(value=0.005, base=10, min=-4, max=0, description="noise_min"),
         noise_max=w.FloatLogSlider(value=0.01, base=10, min=-4, max=0, description="noise_max"),
     )
-    out = w.interactive_output(lambda **kw: (draw_schedule(**kw), plt.show()), controls)
+    out = w.interactive_output(lambda **kw: show(draw_schedule(**kw)), controls)
     return w.VBox([w.HBox([controls["schedule"], controls["T"]]),
                    w.HBox([controls["noise_scale"], controls["noise_min"], controls["noise_max"]]), out])
 

@@ -84,7 +84,7 @@ def top_k(traj: Trajectory, k_index: int, k: int = 10) -> list[tuple[int, float,
     """The top-k unseen items of state ``k_index``: (item, score, is a held-out hit)."""
     x = traj.states[k_index].copy()
     x[traj.train] = -np.inf
-    items = np.argsort(-x, kind="stable")[:k]
+    items = np.argsort(-x, kind="stable")[:min(k, len(x) - len(np.unique(traj.train)))]   # unseen only
     held = set(traj.held_out.tolist())
     return [(int(i), float(x[i]), int(i) in held) for i in items]
 
@@ -195,7 +195,6 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     headless runner renders the same way.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     users = list(range(min(data.n_users, 20))) if users is None else [int(u) for u in users]
     cache: dict[int, Trajectory] = {}
@@ -219,6 +218,4 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     user_box.observe(redraw, names="value")
     step.observe(redraw, names="value")
     redraw()
-    box = widgets.VBox([widgets.HBox([user_box, step, label]), image])
-    display(box)
-    return box
+    return widgets.VBox([widgets.HBox([user_box, step, label]), image])

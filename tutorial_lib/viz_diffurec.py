@@ -19,6 +19,20 @@ import torch
 from sklearn.decomposition import PCA
 
 from .sequences import eval_inputs
+from .viz import show as show_figure
+
+
+def held_out_targets(data, users, split: str = "test") -> np.ndarray:
+    """The one held-out item of each user (leave-one-out); (len(users),). A clear error for
+    users with none or several (their ranks would be scored against another user's target)."""
+    held = (data.test if split == "test" else data.valid).tocsr()
+    users = np.asarray(list(users), dtype=np.int64)
+    counts = np.diff(held.indptr)[users]
+    if (counts != 1).any():
+        bad = users[counts != 1]
+        raise ValueError(f"{len(bad)} users have not exactly one {split} item (first: user {bad[0]} with "
+                         f"{counts[counts != 1][0]}); pass users of a leave-one-out split")
+    return held.indices[held.indptr[users]]
 
 
 class ItemMap:
@@ -52,7 +66,7 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=(1, 8, 16, 32), n: int = 2
         x0 = e[item + 1].expand(n, -1)
         for c, s in zip(colors, steps):
             t = torch.full((n,), s - 1)
-            xt = model.diffusion.to("cpu").q_sample(x0, t, generator=g)
+            xt = model.diffusion.q_sample(x0, t, generator=g)            # buffers follow x0 (CPU)
             ax.scatter(*item_map.project(xt).T, s=3, color=c, alpha=0.35,
                        label=f"x_t, t = {s}" if j == 0 else None)
         ax.scatter(*item_map.xy[item], marker="*", s=250, c="crimson", ec="k", zorder=5,
@@ -130,8 +144,7 @@ def reverse_explorer(model, data, users=range(10), top_k: int = 10, seed: int = 
     def show(step, user, k):
         if user not in cache:
             cache[user] = reverse_path(model, data, user, seed=seed)
-        draw_reverse(model, data, user, step, k, seed, item_map, cache[user])
-        plt.show()
+        show_figure(draw_reverse(model, data, user, step, k, seed, item_map, cache[user]))
 
     out = widgets.interactive_output(show, {"step": step, "user": user, "k": k})
     return widgets.VBox([widgets.HBox([step, user, k]), out])
@@ -144,7 +157,7 @@ def rank_by_step(model, data, users, ks=(10,), split: str = "test", seed: int = 
     dev = model.item_emb.weight.device
     users = torch.as_tensor(list(users))
     w = eval_inputs(data, split, users, model.max_len).to(dev)
-    truth = torch.as_tensor((data.test if split == "test" else data.valid)[users.numpy()].indices)
+    truth = torch.as_tensor(held_out_targets(data, users.numpy(), split))
     _, _, preds = model.reverse(w, torch.Generator(device=dev).manual_seed(seed), return_trajectory=True)
     rows = []
     for s, x0 in enumerate(preds, start=1):
@@ -166,7 +179,7 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
     """
     model.eval()
     users = list(users)
-    truth = np.asarray((data.test if split == "test" else data.valid)[users].indices)
+    truth = held_out_targets(data, users, split)
     tops = []
     for r in range(n_samples):
         gen = torch.Generator(device=model.item_emb.weight.device).manual_seed(seed * 7919 + r)

@@ -14,6 +14,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from .viz import _np, show
+
 
 # =========================================================================== 04 L-DiffRec
 def plot_item_clusters(item_embeddings, clusters, true_clusters=None, ax=None):
@@ -21,7 +23,7 @@ def plot_item_clusters(item_embeddings, clusters, true_clusters=None, ax=None):
     by cluster (I,); with ``true_clusters`` (synthetic data) a second panel colours by those."""
     from sklearn.decomposition import PCA
 
-    xy = PCA(n_components=2, random_state=0).fit_transform(np.asarray(item_embeddings))
+    xy = PCA(n_components=2, random_state=0).fit_transform(_np(item_embeddings))   # tensors too (GPU, grad)
     panels = [("KMeans cluster (L-DiffRec)", clusters)]
     if true_clusters is not None:
         panels.append(("true item cluster (synthetic world)", true_clusters))
@@ -121,7 +123,7 @@ def recommend(model, row: torch.Tensor, seen: np.ndarray, k: int = 10) -> np.nda
     with torch.no_grad():
         scores = model.predict(row.reshape(1, -1).to(next(model.parameters()).device))[0].cpu()
     scores[torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
-    return torch.topk(scores, k).indices.numpy()
+    return torch.topk(scores, min(k, len(scores) - len(np.unique(seen)))).indices.numpy()   # unseen only
 
 
 def draw_time_weights(model, data, user: int, w_min: float = 0.1, w_max: float = 1.0,
@@ -185,11 +187,10 @@ def time_weight_explorer(model, data, user: int, truth=None, k: int = 20):
     """Sliders for w_min and w_max redraw ``draw_time_weights``. Needs a live kernel."""
     import ipywidgets as widgets
 
-    controls = dict(w_min=widgets.FloatSlider(value=0.1, min=0.01, max=1.0, step=0.05, description="w_min"),
-                    w_max=widgets.FloatSlider(value=1.0, min=0.01, max=1.0, step=0.05, description="w_max"))
+    controls = dict(w_min=widgets.FloatSlider(value=0.1, min=0.05, max=1.0, step=0.05, description="w_min"),
+                    w_max=widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="w_max"))
     out = widgets.interactive_output(
-        lambda w_min, w_max: (draw_time_weights(model, data, user, w_min, w_max, truth, k), plt.show()),
-        controls)
+        lambda w_min, w_max: show(draw_time_weights(model, data, user, w_min, w_max, truth, k)), controls)
     return widgets.VBox([widgets.HBox(list(controls.values())), out])
 
 

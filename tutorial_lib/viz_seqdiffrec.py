@@ -19,6 +19,7 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .metrics import evaluate
+from .viz import show as show_figure
 
 
 # =========================================================================== the chain
@@ -143,6 +144,10 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
     p = user_probabilities(model, data, user, s, inference_steps, split)
     truth = data.test if split == "test" else data.valid
     target = set(truth.indices[truth.indptr[user]:truth.indptr[user + 1]].tolist())
+    if sweep is not None and f"hr@{k}" not in sweep:
+        raise ValueError(f"the sweep has no hr@{k} column (it has {[c for c in sweep if c.startswith('hr@')]}): "
+                         "pass the k it was computed with")
+    k = min(k, len(p))
     top = np.argsort(-p, kind="stable")[:k]
     n_panels = 2 if sweep is not None else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 3.2), squeeze=False)
@@ -165,17 +170,15 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
 def inference_explorer(model, data, users=None, sweep: pd.DataFrame | None = None, split: str = "test"):
     """Sliders for the start step s and the number of reverse steps K, a user picker (ipywidgets)."""
     import ipywidgets as widgets
-    from IPython.display import display
 
     users = list(range(min(data.n_users, 20))) if users is None else [int(u) for u in users]
     s = widgets.IntSlider(value=model.start_step, min=1, max=model.T, description="start step s")
-    n = widgets.IntSlider(value=model.inference_steps, min=1, max=min(25, model.T), description="steps K")
+    n = widgets.IntSlider(value=model.inference_steps, min=1, description="steps K",
+                          max=min(max(25, model.inference_steps), model.T))   # opens at the model's K, as the twin
     u = widgets.Dropdown(options=users, value=users[0], description="user")
 
     def show(start_step, inference_steps, user):
-        plt.close("all")
-        draw_inference(model, data, user, start_step, min(inference_steps, start_step), sweep, split)
-        plt.show()
+        show_figure(draw_inference(model, data, user, start_step, min(inference_steps, start_step), sweep, split))
 
     out = widgets.interactive_output(show, {"start_step": s, "inference_steps": n, "user": u})
-    display(widgets.VBox([widgets.HBox([s, n, u]), out]))
+    return widgets.VBox([widgets.HBox([s, n, u]), out])

@@ -1,0 +1,103 @@
+"""Plots and widgets: each explorer builds (no kernel needed) next to its static twin, figures
+are closed after display, and the edge inputs a learner tries from the notebooks give a figure
+or a clear error."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tutorial_lib import sequences, viz, viz_diffrec, viz_diffurec, viz_ldiffrec, viz_seqdiffrec  # noqa: E402
+from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
+from tutorial_lib.models.diffurec import DiffuRec  # noqa: E402
+from tutorial_lib.models.seqdiffrec import SeqDiffRec  # noqa: E402
+from tutorial_lib.models.tdiffrec import TDiffRec  # noqa: E402
+
+widgets = pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(autouse=True)
+def no_open_figures():
+    plt.close("all")
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def loo():
+    return sequences.loo_synthetic(n_users=60, n_items=80, interactions_per_user=8, seed=0)[0]
+
+
+def test_show_closes_the_figure():
+    fig = plt.figure()
+    viz.show(fig)
+    assert not plt.get_fignums()
+
+
+def test_every_explorer_builds_a_widget(synthetic, loo):
+    data, truth = synthetic
+    torch.manual_seed(0)
+    diffrec = DiffRec(data.n_items, dims=[16], T=4).eval()
+    tdiffrec = TDiffRec(data.n_items, dims=[16], T=4).eval()
+    diffurec = DiffuRec(loo.n_items, hidden=16, n_blocks=1, heads=2, T=4).eval()
+    seqdiffrec = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=8).eval()
+    built = [viz.schedule_explorer(),
+             viz_diffrec.trajectory_explorer(diffrec, data, truth, users=[0, 1], k=5),
+             viz_ldiffrec.time_weight_explorer(tdiffrec, data, 0, truth, k=5),
+             viz_diffurec.reverse_explorer(diffurec, loo, users=range(2), top_k=5),
+             viz_seqdiffrec.inference_explorer(seqdiffrec, loo, users=range(2))]
+    assert all(isinstance(w, widgets.Widget) for w in built)
+    assert len(plt.get_fignums()) <= 1      # redrawn figures are closed (the PNG explorer draws once)
+
+
+def test_seqdiffrec_explorer_opens_at_the_models_steps(loo):
+    model = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=60, inference_steps=40)
+    box = viz_seqdiffrec.inference_explorer(model, loo, users=range(2))
+    sliders = [w for w in box.children[0].children if isinstance(w, widgets.IntSlider)]
+    assert [s.value for s in sliders] == [60, 40]              # not clamped to a max of 25
+
+
+def test_trajectory_top_k_never_lists_seen_items(synthetic):
+    data, truth = synthetic
+    model = DiffRec(data.n_items, dims=[16], T=4).eval()
+    traj = viz_diffrec.denoising_trajectory(model, data, 0, truth)
+    listed = viz_diffrec.top_k(traj, traj.T, k=data.n_items)
+    assert len(listed) == data.n_items - len(np.unique(traj.train))
+    assert all(np.isfinite(score) for _, score, _ in listed)
+
+
+def test_recommend_never_lists_seen_items(synthetic):
+    data, _ = synthetic
+    model = TDiffRec(data.n_items, dims=[16], T=4)
+    row = torch.as_tensor(data.train[0].toarray()[0], dtype=torch.float32)
+    top = viz_ldiffrec.recommend(model, row, data.train[0].indices, k=10 * data.n_items)
+    assert len(top) == data.n_items - data.train[0].nnz and not set(top) & set(data.train[0].indices)
+
+
+def test_item_clusters_plot_takes_a_tensor_with_grad():
+    emb = torch.randn(30, 4, requires_grad=True)
+    fig = viz_ldiffrec.plot_item_clusters(emb, np.arange(30) % 3)
+    assert fig is not None
+
+
+def test_held_out_targets_need_one_item_per_user(loo):
+    assert viz_diffurec.held_out_targets(loo, [0, 1, 2]).shape == (3,)
+    broken = loo.test.tolil()
+    broken[1, :] = 0
+    loo_broken = type(loo)(train=loo.train, valid=loo.valid, test=broken.tocsr(), sequences=loo.sequences)
+    with pytest.raises(ValueError, match="1 users have not exactly one test item .*user 1 with 0"):
+        viz_diffurec.held_out_targets(loo_broken, [0, 1, 2])
+
+
+def test_draw_inference_says_which_k_the_sweep_has(loo):
+    model = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=8).eval()
+    sweep = viz_seqdiffrec.inference_sweep(model, loo, start_steps=[8], step_counts=[1], k=10)
+    with pytest.raises(ValueError, match=r"no hr@5 column .*hr@10"):
+        viz_seqdiffrec.draw_inference(model, loo, 0, sweep=sweep, k=5)
+    assert viz_seqdiffrec.draw_inference(model, loo, 0, k=10 * loo.n_items) is not None   # k capped
+
