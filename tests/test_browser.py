@@ -82,12 +82,13 @@ def _start_lab(root: Path, port: int, token: str) -> subprocess.Popen:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")              # containers and CI often run as root
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / ".runtime"), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = open(root / "jupyter.log", "wb")      # a file, not a pipe: nobody reads a pipe while the
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)   # test runs
     url = f"http://127.0.0.1:{port}/api/status?token={token}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited early:\n{proc.stdout.read().decode()[-3000:]}")
+            raise RuntimeError(f"jupyter lab exited early:\n{(root / 'jupyter.log').read_text()[-3000:]}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return proc

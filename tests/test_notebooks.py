@@ -75,6 +75,8 @@ def test_record_round_trip(tmp_path):
     path = tmp_path / "t.ipynb"
     nbformat.write(nb, path)
     assert read_notebook(path) == {"metrics": {"recall@20": 0.25, "per_step": [0, 1, 2]}, "x": 2}
+    # a bf16 tensor (DiffuRec under autocast) has no NumPy dtype: recorded through float32
+    assert record_bundle("h", torch.tensor([0.5, 2.0], dtype=torch.bfloat16))["text/plain"] == "h = [0.5, 2.0]"
 
 
 @pytest.mark.parametrize("name, value, match", [
@@ -82,6 +84,7 @@ def test_record_round_trip(tmp_path):
     ("a", object(), "JSON-able"),
     ("a", float("nan"), "non-finite"),
     ("a", [1.0, float("inf")], "non-finite"),
+    ("a", {1: "x", "1": "y"}, "collide"),
 ])
 def test_record_rejects(name, value, match):
     with pytest.raises(ValueError, match=match):

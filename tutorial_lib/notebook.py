@@ -85,12 +85,16 @@ def load_course_data(name: str = "synthetic", root=None, seed: int = 0):
 # --------------------------------------------------------------------------- recording
 def _jsonable(value):
     """Convert numpy / torch scalars and arrays to plain Python; reject what JSON can't hold."""
-    if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
+    if hasattr(value, "detach"):  # torch.Tensor (bf16 has no NumPy type: go through float32)
+        value = value.detach().cpu()
+        value = (value.float() if value.is_floating_point() else value).numpy()
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy array/scalar
         value = value.tolist()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        out = {str(k): _jsonable(v) for k, v in value.items()}
+        if len(out) != len(value):
+            raise ValueError(f"record() got keys that collide as strings: {list(value)}")
+        return out
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
