@@ -114,6 +114,8 @@ def test_diffurec_pkl_keeps_the_user_map_when_umap_names_a_filtered_user(tmp_pat
     path.write_bytes(pickle.dumps({"train": {0: [1], 1: [2]}, "val": {0: [2], 1: [1]}, "test": {0: [1], 1: [2]},
                                    "umap": {"u0": 0, "u1": 1, "gone": 2}}))
     assert D.load_diffurec_pkl(path).user_map == {"u0": 0, "u1": 1}
+    path.write_bytes(pickle.dumps({"train": {0: [1]}, "val": {0: [2]}, "test": {0: [1]}, "umap": {}}))
+    assert D.load_diffurec_pkl(path).user_map is None
 
 
 # ---------------------------------------------------------------- bad input
@@ -178,6 +180,17 @@ def test_dataframe_bad_input():
         D.from_dataframe(df, valid_frac=0.6, test_frac=0.5)
     with pytest.raises(ValueError, match="no interactions left"):
         D.from_dataframe(df.fillna(1.0), threshold=10)
+    with pytest.raises(ValueError, match="time column 'timestamp' must be numeric or datetime, got bool"):
+        D.from_dataframe(df.assign(timestamp=[True, False]))
+
+
+def test_dataframe_nullable_times_become_plain_numpy():
+    # pandas' nullable Int64 (convert_dtypes, dtype_backend=...) must not reach the library as objects
+    df = pd.DataFrame({"userID": [0, 0, 0, 1, 1, 1], "itemID": [0, 1, 2, 0, 1, 2],
+                       "timestamp": pd.array([3, 1, 2, 5, 4, 6], dtype="Int64")})
+    d = D.from_dataframe(df, split="loo")
+    assert d.timestamps[0].dtype == np.int64 and d.timestamps[0].tolist() == [1]
+    assert d.sequences[0].tolist() == [1]                      # item 1 at t=1; 2 (t=2) valid, 0 (t=3) test
 
 
 # ---------------------------------------------------------------- splits by hand

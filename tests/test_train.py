@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -276,7 +277,12 @@ def test_nan_loss_is_reported(blocks):
 def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     from tutorial_lib import train as T
     path = tmp_path / "c.pt"
-    T._save(path, {"epoch": 1})
+    old_umask = os.umask(0o022)
+    try:
+        T._save(path, {"epoch": 1})
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o644          # as open() makes it, not mkstemp's 0o600
 
     def full_disk(obj, f):
         f.write(b"partial")

@@ -33,6 +33,11 @@ def loo():
     return sequences.loo_synthetic(n_users=60, n_items=80, interactions_per_user=8, seed=0)[0]
 
 
+def test_plot_arrays_keep_their_precision():
+    assert viz._np(torch.tensor([1e-4], dtype=torch.float64)).dtype == np.float64      # schedules stay exact
+    assert viz._np(torch.tensor([0.5], dtype=torch.bfloat16)).dtype == np.float32       # bf16 has no NumPy type
+
+
 def test_show_closes_the_figure():
     fig = plt.figure()
     viz.show(fig)

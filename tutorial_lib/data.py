@@ -273,7 +273,7 @@ def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
     train_users, train_items, _ = pairs["train"]
     umap = raw.get("umap")
     # users of umap that appear in no split (filtered out upstream) are left out, not the whole map
-    user_map = {r: user_index[u] for r, u in umap.items() if u in user_index} if isinstance(umap, dict) else None
+    user_map = ({r: user_index[u] for r, u in umap.items() if u in user_index} or None) if isinstance(umap, dict) else None
     return InteractionData(**matrices, sequences=group_by_user(to_rows(train_users), train_items - 1, shape[0]),
                            name=name or path.parent.name, user_map=user_map,
                            item_map={r: i - 1 for r, i in smap.items()} or None)
@@ -348,9 +348,10 @@ def _check_columns(df: pd.DataFrame, needed: dict[str, str]) -> None:
 def _time_values(col: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(col):
         return col.to_numpy().astype("datetime64[s]").astype(np.int64)
-    if not pd.api.types.is_numeric_dtype(col):
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         raise ValueError(f"time column {col.name!r} must be numeric or datetime, got {col.dtype}")
-    return col.to_numpy()
+    # a plain NumPy dtype also for pandas' nullable Int64 / Float64 (object arrays on older pandas)
+    return col.to_numpy(dtype=np.int64 if pd.api.types.is_integer_dtype(col) else np.float64)
 
 
 def from_dataframe(df: pd.DataFrame, user_col: str = "userID", item_col: str = "itemID",

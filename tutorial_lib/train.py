@@ -185,6 +185,9 @@ def _save(path: Path, state: dict) -> None:
     before the rename; removed if writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)          # as open() would create it (mkstemp makes it owner-only)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)

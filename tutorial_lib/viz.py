@@ -19,7 +19,8 @@ import torch
 
 def _np(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype in (torch.bfloat16, torch.float16) else x).numpy()   # bf16: no NumPy type
     return np.asarray(x)
 
 

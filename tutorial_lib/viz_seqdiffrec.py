@@ -147,14 +147,13 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
     if sweep is not None and f"hr@{k}" not in sweep:
         raise ValueError(f"the sweep has no hr@{k} column (it has {[c for c in sweep if c.startswith('hr@')]}): "
                          "pass the k it was computed with")
-    k = min(k, len(p))
-    top = np.argsort(-p, kind="stable")[:k]
+    top = np.argsort(-p, kind="stable")[:min(k, len(p))]
     n_panels = 2 if sweep is not None else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 3.2), squeeze=False)
     ax = axes[0, 0]
     colors = ["C3" if i in target else "C0" for i in top]
-    ax.bar(range(k), p[top], color=colors)
-    ax.set_xticks(range(k), [str(i) for i in top], rotation=60, fontsize=7)
+    ax.bar(range(len(top)), p[top], color=colors)
+    ax.set_xticks(range(len(top)), [str(i) for i in top], rotation=60, fontsize=7)
     rank = int((p > max(p[list(target)])).sum()) + 1 if target else None
     ax.set(xlabel="item (red = the held-out target)", ylabel="p(i | h0_hat)",
            title=f"user {user}: s = {s}, K = {inference_steps}" + (f"; target rank {rank}" if rank else ""))
