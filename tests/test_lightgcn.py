@@ -30,6 +30,21 @@ def test_normalized_adjacency_by_hand():
     np.testing.assert_allclose(A, expected, rtol=1e-6)
 
 
+def test_bpr_loss_by_hand():
+    # batch (u, i, j): -log sigmoid(e_u.e_i - e_u.e_j) + reg/2 * mean over the batch of the
+    # squared norms of the three layer-0 embeddings
+    data = tiny_data()
+    torch.manual_seed(0)
+    model = LightGCN(data, dim=4, layers=1, reg=0.5)
+    batch = torch.tensor([[0, 1, 2], [1, 0, 2]])
+    users, items = (x.detach() for x in model.propagate())
+    E0 = model.embedding.weight.detach()
+    bpr = -torch.nn.functional.logsigmoid(
+        (users[[0, 1]] * items[[1, 0]]).sum(1) - (users[[0, 1]] * items[[2, 2]]).sum(1)).mean()
+    l2 = sum(E0[n].pow(2).sum() for n in (0, 1, 2 + 1, 2 + 0, 2 + 2, 2 + 2)) / (2 * 2)
+    torch.testing.assert_close(model.loss(batch).detach(), bpr + 0.5 * l2)
+
+
 def test_propagation_is_the_layer_mean():
     data = tiny_data()
     model = LightGCN(data, dim=4, layers=2)

@@ -151,6 +151,10 @@ def test_records_01(notebook_durations):
     # DiffRec's linear-var schedule keeps most of the signal at T: 1 - alpha_bar_T = scale*max
     assert rec["diffrec_alpha_bar_T"] == pytest.approx(1 - 0.005 * 0.01)
     assert rec["image_alpha_bar_T"] < 0.01
+    # the small-noise argument on a user's row: DiffRec's x_T still points where x_0 does,
+    # the image schedule's x_T has forgotten it
+    cos = rec["cosine_xT_x0"]
+    assert cos["DiffRec linear-var"] > 0.99 and abs(cos["image-style linear"]) < 0.2
 
 
 @pytest.mark.notebooks

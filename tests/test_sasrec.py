@@ -6,7 +6,7 @@ import torch
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.models.sasrec import SASRec
-from tutorial_lib.models.transformer import TransformerEncoder
+from tutorial_lib.models.transformer import TransformerEncoder, attention_mask
 from tutorial_lib.sequences import loo_synthetic
 from tutorial_lib.train import fit
 
@@ -25,10 +25,24 @@ def _padded_batch(d=16, L=7):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("norm_first", [True, False])
-def test_padding_never_changes_real_positions(causal, norm_first):
+def test_every_query_may_attend_to_itself(causal):
+    # a padded query row with every key masked would be all -inf: NaN on some kernels
+    _, pad = _padded_batch()
+    pad[2] = True                                           # a fully padded row
+    allowed = attention_mask(pad, causal)                   # (B, 1, Lq, L)
+    assert allowed.any(-1).all()
+    assert allowed[..., torch.arange(7), torch.arange(7)].all()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("norm_first, final_norm", [(True, False), (False, False), (True, True)])
+def test_padding_never_changes_real_positions(causal, norm_first, final_norm):
     torch.manual_seed(0)
-    enc = TransformerEncoder(16, 2, 2, dropout=0.1, causal=causal, norm_first=norm_first).eval()
+    enc = TransformerEncoder(16, 2, 2, dropout=0.1, causal=causal, norm_first=norm_first,
+                             final_norm=final_norm).eval()
+    if final_norm:
+        with torch.no_grad():
+            enc.norm.bias.fill_(0.5)                        # a trained LayerNorm: PAD rows must stay 0
     h, pad = _padded_batch()
     out = enc(h, pad)
     h2 = h.clone()

@@ -70,6 +70,10 @@ def test_no_order_raises_clear_error():
     data.sequences = None
     with pytest.raises(ValueError, match="sequences"):
         time_weights(data)
+    other = hand_data()
+    other.sequences = [np.array([5, 2, 6]), np.array([3])]            # item 6 is not in train
+    with pytest.raises(ValueError, match="do not hold the same .* pairs as data.train"):
+        time_weights(other)
 
 
 def test_tdiffrec_feeds_weighted_rows(synthetic):

@@ -17,6 +17,15 @@ def test_mixture_marginal_pdf_closed_form():
     # alpha_bar = 1: the data density itself; hand-computed at x = -2 (first component's mean)
     expected = 0.4 / math.sqrt(2 * math.pi * 0.09) + 0.6 * math.exp(-3.5 ** 2 / 0.5) / math.sqrt(2 * math.pi * 0.25)
     assert toy.mixture_marginal_pdf(torch.tensor([-2.0]), 1.0).item() == pytest.approx(expected)
+    # alpha_bar = 0.5: the moments of q(x_t) = sum_k pi_k N(sqrt(ab) mu_k, ab s_k^2 + 1 - ab)
+    ab, pi, mu, var = 0.5, [0.4, 0.6], [-2.0, 1.5], [0.09, 0.25]
+    density = toy.mixture_marginal_pdf(grid, ab)
+    mean = (grid * density).sum().item() * dx
+    second = (grid ** 2 * density).sum().item() * dx
+    expected_mean = sum(p * math.sqrt(ab) * m for p, m in zip(pi, mu))
+    expected_second = sum(p * (ab * v + 1 - ab + ab * m ** 2) for p, m, v in zip(pi, mu, var))
+    assert mean == pytest.approx(expected_mean, abs=1e-6)
+    assert second - mean ** 2 == pytest.approx(expected_second - expected_mean ** 2, abs=1e-6)
     # alpha_bar -> 0: standard normal
     z = torch.tensor([0.0, 1.0])
     assert toy.mixture_marginal_pdf(z, 1e-12).numpy() == pytest.approx(

@@ -289,14 +289,14 @@ class GaussianDiffusion(nn.Module):
         return sum_flat(normal_kl(mean, torch.log(var), torch.zeros_like(mean), torch.zeros_like(mean)))
 
     def reconstruction_term(self, model, x0: torch.Tensor, noise: torch.Tensor | None = None,
-                            variance: float | None = None) -> torch.Tensor:
+                            variance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """E_q[-log p_theta(x_0 | x_1)], one Monte Carlo draw of x_1, summed over dimensions; (B,).
 
         p_theta(x_0|x_1) is taken Gaussian around x0_hat(x_1, 1) with variance ``variance``
         (default beta_1): -log p = ||x_0 - x0_hat||^2 / (2 var) + D/2 log(2 pi var).
         """
         t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
-        x1 = self.q_sample(x0, t, noise)
+        x1 = self.q_sample(x0, t, noise, generator=generator)
         x0_hat = self.predict_x0(model, x1, t)
         var = float(self.betas[0]) if variance is None else float(variance)
         return sum_flat((x0 - x0_hat) ** 2) / (2 * var) + 0.5 * x0[0].numel() * math.log(2 * math.pi * var)
@@ -319,7 +319,7 @@ class GaussianDiffusion(nn.Module):
     def elbo_terms(self, model, x0: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """All three kinds of ELBO term for x0 (B, D), each averaged over the batch (floats / (T-1,))."""
         with torch.no_grad():
-            rec = self.reconstruction_term(model, x0)
+            rec = self.reconstruction_term(model, x0, generator=generator)
             prior = self.prior_matching_term(x0)
             den = self.denoising_matching_terms(model, x0, generator)
         return {"reconstruction": rec.mean().item(), "prior_matching": prior.mean().item(),

@@ -10,7 +10,8 @@ training interactions, in chronological order m = 1..M, get the weights
     \qquad 0 < w_{\min} \le w_{\max} \le 1
 
 (a linear ramp from the oldest to the newest click; a single interaction, M = 1, gets
-w_max), and the binary row x_u in {0, 1}^I is replaced by the weighted row
+w_max: it is the newest click. The released code's ``np.linspace(w_min, w_max, 1)`` gives it
+w_min), and the binary row x_u in {0, 1}^I is replaced by the weighted row
 
 .. math::
 

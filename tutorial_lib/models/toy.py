@@ -10,8 +10,8 @@ mixture, in closed form, because :math:`x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-
 
 Denoiser: :math:`f_\theta(x_t, t)` = MLP([x_t, emb(t)]) predicting x_0 or eps, with the
 sinusoidal step embedding of Vaswani et al. / Ho et al.:
-:math:`\mathrm{emb}(t)_{2i} = \cos(t\,\omega_i),\ \mathrm{emb}(t)_{2i+1} = \sin(t\,\omega_i)`,
-:math:`\omega_i = 10000^{-i/(d/2)}` (cos first, then sin, as DiffRec's code).
+:math:`\mathrm{emb}(t) = [\cos(t\,\omega_0), \dots, \cos(t\,\omega_{d/2-1}), \sin(t\,\omega_0), \dots, \sin(t\,\omega_{d/2-1})]`,
+:math:`\omega_i = 10000^{-i/(d/2)}` (all cosines, then all sines, as DiffRec's code).
 
 ``train_denoiser`` is Algorithm 1 of Ho et al. with DiffRec's step sampler:
 sample t ~ p_t, x_t = q_sample(x_0, t), minimise the (reweighted) loss / (T p_t).
@@ -112,7 +112,7 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
     for step in tqdm(range(steps), desc="training", disable=not progress):
         idx = torch.randint(len(x0), (min(batch_size, len(x0)),), generator=generator)
         t, w = sampler.sample(len(idx), generator=generator)
-        noise = torch.randn(x0[idx].shape, generator=generator)
+        noise = torch.randn(x0[idx].shape, generator=generator).to(x0.device)     # drawn on the CPU, as idx
         losses = diffusion.training_losses(model, x0[idx], t, noise=noise, reweight=reweight)["loss"]
         loss = (losses / w).mean()
         opt.zero_grad()

@@ -155,6 +155,8 @@ class TransformerEncoder(nn.Module):
         """
         if h.shape[:2] != pad.shape:
             raise ValueError(f"h has shape {tuple(h.shape)} but pad has {tuple(pad.shape)}; need (B, L, d) and (B, L)")
+        if pad.dtype != torch.bool:
+            raise ValueError(f"pad must be a bool mask (True at PAD), got dtype {pad.dtype}")
         L = h.shape[1]
         if self.release_padding:    # the release's blanked PAD query rows (module docstring)
             full, keep = None, torch.ones_like(pad, dtype=h.dtype).unsqueeze(-1)
@@ -169,5 +171,5 @@ class TransformerEncoder(nn.Module):
             if self.block_dropout:
                 h = self.drop(h)
             h = h * keep[:, -n_q:]
-        h = self.norm(h)
+        h = self.norm(h) * keep[:, -h.shape[1]:]           # the final LayerNorm keeps PAD rows at zero
         return h[:, -1] if last_only else h
