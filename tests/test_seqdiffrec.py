@@ -153,9 +153,10 @@ def test_bad_input_raises(batch, easy):
     model = SeqDiffRec(data.n_items, **SMALL)
     with pytest.raises(ValueError, match="empty"):
         model.predict_h0(torch.zeros(2, 5, dtype=torch.long))
-    with pytest.raises(ValueError, match="history ids"):
+    n = data.n_items
+    with pytest.raises(ValueError, match=rf"window ids must be in \[0, {n}\] \(items shifted by \+1, 0 = padding\), got min {n + 1}"):
         model.predict_h0(torch.full((2, 5), data.n_items + 1))
-    with pytest.raises(ValueError, match="target ids"):
+    with pytest.raises(ValueError, match=rf"target ids must be 0-based in \[0, {n}\), got min {n} max {n}"):
         model.losses(history, torch.full_like(target, data.n_items), torch.zeros_like(target))
     for s in (0, SMALL["T"] + 1):
         with pytest.raises(ValueError, match="start_step"):

@@ -64,18 +64,26 @@ def check_sequences(sequences: Sequence[np.ndarray] | None, n_items: int) -> lis
     return seqs
 
 
-def check_batch(windows: torch.Tensor, targets: torch.Tensor, n_items: int, ignore_index: int | None = None) -> None:
-    """Raise ValueError unless windows hold ids + 1 in [0, n_items] (0 = PAD) and targets hold
-    0-based items in [0, n_items) (or ``ignore_index``). For hand-built batches: the ones that
-    ``SequenceBatches`` and :func:`next_item_windows` build are valid by construction."""
-    if windows.numel() and (int(windows.min()) < 0 or int(windows.max()) > n_items):
+def check_batch(windows: torch.Tensor, targets: torch.Tensor | None, n_items: int,
+                ignore_index: int | None = None) -> None:
+    """Raise ValueError unless windows hold ids + 1 in [0, n_items] (0 = PAD) and targets (if
+    given) hold 0-based items in [0, n_items) (or ``ignore_index``). One device sync: it runs on
+    every training batch. For hand-built batches: the ones ``SequenceBatches`` and
+    :func:`next_item_windows` build are valid by construction."""
+    if windows.numel() == 0:
+        return
+    bounds = [windows.min(), windows.max()]
+    if targets is not None and targets.numel():
+        real = targets if ignore_index is None else torch.where(targets == ignore_index, 0, targets)
+        bounds += [real.min(), real.max()]
+    lo, hi, *target_bounds = torch.stack(bounds).tolist()
+    if lo < 0 or hi > n_items:
         raise ValueError(f"window ids must be in [0, {n_items}] (items shifted by +1, 0 = padding), "
-                         f"got min {int(windows.min())} max {int(windows.max())}")
-    real = targets if ignore_index is None else targets[targets != ignore_index]
-    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= n_items):
+                         f"got min {lo} max {hi}")
+    if target_bounds and (target_bounds[0] < 0 or target_bounds[1] >= n_items):
         raise ValueError(f"target ids must be 0-based in [0, {n_items})"
                          + ("" if ignore_index is None else f" or {ignore_index}")
-                         + f", got min {int(real.min())} max {int(real.max())}")
+                         + f", got min {target_bounds[0]} max {target_bounds[1]}")
 
 
 def _check_max_len(max_len) -> int:

@@ -223,7 +223,7 @@ class SeqDiffRec(nn.Module):
         moves to the posterior mean at the next step (no sampling noise). With
         ``return_trajectory`` also returns the K successive h0_hat (K, B, d).
         """
-        self._check_history(history)
+        self._check_batch(history)
         s, K = self._check_inference(self.start_step if start_step is None else start_step,
                                      self.inference_steps if inference_steps is None else inference_steps)
         taus = torch.linspace(s, 1, K).round().long().unique() - 1          # 0-based, increasing
@@ -256,14 +256,9 @@ class SeqDiffRec(nn.Module):
             raise ValueError(f"history length {history.shape[1]} exceeds max_len={self.max_len}")
         if (history == sequences.PAD).all(dim=1).any():
             raise ValueError("a history is empty (all padding): each user needs at least one item")
-        if history.min() < 0 or history.max() > self.n_items:
-            raise ValueError(f"history ids must be in [0, {self.n_items}] (0 = padding, items shifted by +1), "
-                             f"got min {int(history.min())} max {int(history.max())}")
 
-    def _check_batch(self, history: torch.Tensor, target: torch.Tensor) -> None:
+    def _check_batch(self, history: torch.Tensor, target: torch.Tensor | None = None) -> None:
         self._check_history(history)
-        if target.shape != (len(history),):
+        if target is not None and target.shape != (len(history),):
             raise ValueError(f"target must have shape ({len(history)},), got {tuple(target.shape)}")
-        if target.min() < 0 or target.max() >= self.n_items:
-            raise ValueError(f"target ids must be 0-based in [0, {self.n_items}), "
-                             f"got min {int(target.min())} max {int(target.max())}")
+        sequences.check_batch(history, target, self.n_items)
