@@ -1,4 +1,4 @@
-"""A real browser: JupyterLab in headless Chromium runs notebook 03 and drives its widget.
+"""A real browser: JupyterLab in headless Chromium runs the notebooks and drives their widgets.
 
 Starts ``jupyter lab`` on a free port with a random token and a temporary copy of the
 notebooks, opens ``03_diffrec.ipynb``, runs all cells from the Run menu, waits for the
@@ -12,12 +12,18 @@ kernel, then moves the trajectory explorer's step slider with the keyboard and c
 and saves a screenshot to ``build/browser_03_diffrec.png``. The copy trains for fewer
 epochs (EPOCHS = 5): this test is about the widgets, not the accuracy.
 
+A second test does the same for the other notebooks' explorers (01's schedules, 05's time
+weights, 06's reverse steps, 07's inference steps): run all, no widget error and no
+traceback anywhere, and moving the named slider redraws the explorer's figure
+(screenshots ``build/browser_NN_*.png``).
+
 Needs Debian's ``/usr/bin/chromium`` and Playwright's Python package: skipped with the
 reason when either is missing, a failure under CI (env ``CI`` set).
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -51,15 +57,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _copy_notebook(root: Path) -> None:
-    nb = nbformat.read(REPO / "notebooks" / NOTEBOOK, as_version=4)
+def _copy_notebook(root: Path, name: str = NOTEBOOK, overrides: str = "EPOCHS = 5") -> None:
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":            # no saved outputs: whatever shows comes from this run
             cell.outputs, cell.execution_count = [], None
-        if "parameters" in cell.metadata.get("tags", []):
-            cell.source += "\nEPOCHS = 5  # browser test: widgets, not accuracy"
+        if "parameters" in cell.metadata.get("tags", []) and overrides:
+            cell.source += f"\n{overrides}  # browser test: widgets, not accuracy"
     nb.metadata.pop("widgets", None)
-    nbformat.write(nb, root / NOTEBOOK)
+    nbformat.write(nb, root / name)
 
 
 def _write_settings(settings: Path) -> None:
@@ -123,38 +129,57 @@ def _settled_image(page, timeout_s: float = 60.0) -> str:
     raise AssertionError(f"the explorer's figure was still changing after {timeout_s:.0f} s")
 
 
-@pytest.mark.browser
-def test_trajectory_explorer_in_jupyterlab(tmp_path):
+def _need_browser():
+    """Playwright's sync API, or skip (fail under CI) when it or Chromium is missing."""
     if not CHROMIUM.exists():
         _missing(f"chromium not found at {CHROMIUM}")
     try:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-        from playwright.sync_api import sync_playwright
+        from playwright import sync_api
     except ImportError:
         _missing("playwright (Python package) is not installed")
+    return sync_api
+
+
+def _open_and_run_all(pw, port: int, token: str, name: str):
+    """Open notebook ``name`` in JupyterLab, run all cells, wait until none is running."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
+    page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)   # kernel up
+
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    item = page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first
+    item.wait_for(timeout=10_000)
+    item.click()
+    page.locator(".jp-InputPrompt", has_text="[1]").first.wait_for(timeout=60_000)
+    # every cell done: no "[*]" prompt left
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('.jp-InputPrompt')]"
+        ".some(p => p.textContent.includes('*'))", timeout=RUN_TIMEOUT_MS)
+    return browser, page
+
+
+def _stop(lab: subprocess.Popen) -> None:
+    lab.terminate()
+    try:
+        lab.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        lab.kill()
+
+
+@pytest.mark.browser
+def test_trajectory_explorer_in_jupyterlab(tmp_path):
+    sync_api = _need_browser()
+    PlaywrightTimeout = sync_api.TimeoutError
 
     _copy_notebook(tmp_path)
     port, token = _free_port(), secrets.token_hex(16)
     lab = _start_lab(tmp_path, port, token)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}")
-            page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)   # kernel up
-
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            item = page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first
-            item.wait_for(timeout=10_000)
-            item.click()
-            page.locator(".jp-InputPrompt", has_text="[1]").first.wait_for(timeout=60_000)
-
-            # every cell done: no "[*]" prompt left
-            page.wait_for_function(
-                "() => ![...document.querySelectorAll('.jp-InputPrompt')]"
-                ".some(p => p.textContent.includes('*'))", timeout=RUN_TIMEOUT_MS)
+        with sync_api.sync_playwright() as pw:
+            browser, page = _open_and_run_all(pw, port, token, NOTEBOOK)
             before = _explorer_image(page)
 
             handle = page.locator(".widget-vbox .widget-slider .noUi-handle").last
@@ -185,15 +210,86 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
             content = page.content()
             browser.close()
     finally:
-        lab.terminate()
-        try:
-            lab.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            lab.kill()
+        _stop(lab)
 
     assert "Error displaying widget" not in content
+    assert "Traceback (most recent call last)" not in content
     assert after != before, "the explorer's figure did not change when the slider moved"
     assert "x_" in label and "(input)" not in label, f"slider did not move: label {label!r}"
     assert position == min(10, T), f"ten presses moved the slider to {position} (max {T})"
     assert label.strip() == expected, f"label {label!r} does not match the slider at step {position} of {T}"
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+# notebook, the slider to move (its description), the key that moves it away from its start,
+# the parameter overrides that keep the run short
+EXPLORERS = [
+    ("01_noise_schedules.ipynb", "T", "ArrowRight", ""),
+    ("05_t_diffrec.ipynb", "w_min", "ArrowRight", "EPOCHS = 3\nLT_EPOCHS = 3"),
+    ("06_diffurec.ipynb", "step", "ArrowLeft", "EPOCHS = 2"),
+    ("07_seqdiffrec.ipynb", "start step s", "ArrowLeft", "EPOCHS = 2"),
+]
+
+
+def _output_image(box) -> str:
+    """The src of the figure inside an explorer's Output widget (an inline PNG as a data URL)."""
+    img = box.locator(".widget-output img").last
+    img.wait_for(state="visible", timeout=60_000)
+    return img.get_attribute("src")
+
+
+def _settled_output(page, box, timeout_s: float = 60.0) -> str:
+    """The explorer's figure once the kernel is idle and the figure has stopped changing."""
+    deadline = time.monotonic() + timeout_s
+    src = _output_image(box)
+    while time.monotonic() < deadline:
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=timeout_s * 1000)
+        time.sleep(1.5)
+        newer = _output_image(box)
+        if newer == src and page.get_by_text("Python 3 (ipykernel) | Idle").count():
+            return src
+        src = newer
+    raise AssertionError(f"the explorer's figure was still changing after {timeout_s:.0f} s")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name, slider_label, key, overrides", EXPLORERS, ids=[e[0][:2] for e in EXPLORERS])
+def test_notebook_explorers_in_jupyterlab(tmp_path, name, slider_label, key, overrides):
+    sync_api = _need_browser()
+    _copy_notebook(tmp_path, name, overrides)
+    port, token = _free_port(), secrets.token_hex(16)
+    lab = _start_lab(tmp_path, port, token)
+    screenshot = REPO / "build" / f"browser_{Path(name).stem}.png"
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser, page = _open_and_run_all(pw, port, token, name)
+            label = page.locator("label.widget-label").filter(has_text=re.compile(f"^{re.escape(slider_label)}$"))
+            slider = page.locator(".widget-slider").filter(has=label)
+            assert slider.count() == 1, f"expected one slider {slider_label!r}, found {slider.count()}"
+            box = page.locator(".widget-vbox").filter(has=slider).last      # the explorer
+            before = _output_image(box)
+            value_before = slider.locator(".widget-readout").inner_text()
+            handle = slider.locator(".noUi-handle")
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            for _ in range(3):
+                page.keyboard.press(key)
+            deadline, after = time.monotonic() + 60, before
+            while after == before and time.monotonic() < deadline:     # the first redraw has landed
+                time.sleep(0.5)
+                after = _output_image(box)
+            after = _settled_output(page, box)                         # and the last one
+            value_after = slider.locator(".widget-readout").inner_text()
+            screenshot.parent.mkdir(exist_ok=True)
+            box.scroll_into_view_if_needed()
+            page.screenshot(path=str(screenshot))
+            content = page.content()
+            browser.close()
+    finally:
+        _stop(lab)
+
+    assert "Error displaying widget" not in content
+    assert "Traceback (most recent call last)" not in content, "a cell or a widget callback raised"
+    assert value_after != value_before, f"the slider {slider_label!r} did not move ({value_before})"
+    assert after != before, f"the explorer's figure did not change when {slider_label!r} moved"
+    assert screenshot.stat().st_size > 10_000
