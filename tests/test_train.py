@@ -156,6 +156,41 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
+def test_an_interrupted_fit_keeps_the_best_weights_and_the_history(blocks, tmp_path, capsys):
+    # the notebook's stop button raises KeyboardInterrupt mid-epoch: the exception goes on up
+    # (a "run all" stops), but the model holds the best weights so far, in eval mode, and the
+    # History so far rides on the exception
+    args = dict(epochs=8, lr=0.05, **FAST | {"eval_every": 2})
+    model, at_stop = new_model(), {}
+
+    def stop_button(step):
+        if step == 5 * 5 + 2:                     # 5 batches per epoch: during epoch 6
+            at_stop.update({k: v.clone() for k, v in model.state_dict().items()})
+            raise KeyboardInterrupt
+    model.on_step_end = stop_button
+    with pytest.raises(KeyboardInterrupt) as err:
+        fit(model, blocks, checkpoint=tmp_path / "i.pt", **args)
+    history = err.value.history
+    assert history.epochs == 5 and [e for e, _ in history.valid] == [2, 4]
+    best = torch.load(tmp_path / "i.pt", weights_only=True)["best_model"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in best.items())
+    assert not model.training
+    said = capsys.readouterr()
+    assert f"best weights so far (epoch {history.best_epoch}" in said.out + said.err
+    assert "resume=True" in said.out + said.err
+    # training went on after the best epoch: the weights at the stop were not the best ones
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in at_stop.items())
+
+    # before any evaluation there is nothing better to restore: the weights stay, in eval mode
+    early = new_model()
+    early.on_step_end = lambda step: (_ for _ in ()).throw(KeyboardInterrupt()) if step == 3 else None
+    with pytest.raises(KeyboardInterrupt) as err:
+        fit(early, blocks, **args)
+    assert err.value.history.epochs == 0 and not early.training
+    said = capsys.readouterr()
+    assert "no evaluation ran yet" in said.out + said.err
+
+
 def test_resume_after_early_stop_stays_stopped_and_a_finished_run_trains_on(blocks, tmp_path):
     stopped = fit(new_model(), blocks, epochs=50, lr=0.0, patience=3, checkpoint=tmp_path / "s.pt", **FAST)
     assert stopped.stopped_early and stopped.epochs == 4

@@ -237,6 +237,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             split over several sessions: call again with ``resume=True`` to go on).
     Returns:
         a :class:`History`; ``model`` ends with the best validation weights loaded, in eval mode.
+        That holds when the run is interrupted too (Ctrl-C, the notebook's stop button, an
+        error): the exception goes on up with the History so far as its ``.history``.
     """
     _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint, test)
     seed_everything(seed)
@@ -278,65 +280,90 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
 
     bar = tqdm(range(start, epochs + 1), desc="epochs", disable=not progress,
                initial=start - 1, total=epochs)
-    for epoch in bar:
-        model.train()
-        t0, total, n_batches, stop = time.perf_counter(), 0.0, 0, False
-        for batch in model.batches(data, batch_size, generator):
-            loss = model.loss(to_device(batch, dev))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1};"
-                                         " lower lr or check the model")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            total, n_batches = total + loss.item(), n_batches + 1
-            if hasattr(model, "on_step_end"):
-                model.on_step_end(step)
-        if hasattr(model, "on_epoch_end"):
-            model.on_epoch_end(epoch)
-        epoch_seconds = time.perf_counter() - t0
-        history.train_seconds += epoch_seconds
-        history.train_loss.append(total / max(n_batches, 1))
-        history.epochs = epoch
-        postfix = {"loss": f"{history.train_loss[-1]:.4g}"}
-        history.paused = (time_limit is not None and epoch < epochs
-                          and time.perf_counter() - started >= time_limit)
+    try:
+        for epoch in bar:
+            model.train()
+            t0, total, n_batches, stop = time.perf_counter(), 0.0, 0, False
+            for batch in model.batches(data, batch_size, generator):
+                loss = model.loss(to_device(batch, dev))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1};"
+                                             " lower lr or check the model")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                total, n_batches = total + loss.item(), n_batches + 1
+                if hasattr(model, "on_step_end"):
+                    model.on_step_end(step)
+            if hasattr(model, "on_epoch_end"):
+                model.on_epoch_end(epoch)
+            epoch_seconds = time.perf_counter() - t0
+            history.train_seconds += epoch_seconds
+            history.train_loss.append(total / max(n_batches, 1))
+            history.epochs = epoch
+            postfix = {"loss": f"{history.train_loss[-1]:.4g}"}
+            history.paused = (time_limit is not None and epoch < epochs
+                              and time.perf_counter() - started >= time_limit)
 
-        if epoch % eval_every == 0 or epoch == epochs:
-            t0 = time.perf_counter()
-            valid = run_eval("valid")
-            history.valid.append((epoch, valid))
-            improved = valid[metric] > history.best_valid.get(metric, -math.inf)
-            if test is True or (test == "best" and improved):
-                history.test.append((epoch, run_eval("test")))
-            history.eval_seconds += time.perf_counter() - t0
-            if improved:
-                history.best_epoch, history.best_valid = epoch, valid
-                history.best_test = history.test[-1][1] if test else {}
-                best_state = _cpu_state(model)
-            stop = patience is not None and epoch - history.best_epoch >= patience
-            history.stopped_early = stop and epoch < epochs
-            history.paused = history.paused and not stop
-            if path is not None:
-                save(epoch, finished=stop or epoch == epochs)
-            postfix[metric] = f"{valid[metric]:.4f}"
-            postfix["best"] = f"{history.best_valid[metric]:.4f}@{history.best_epoch}"
-        elif history.paused:
-            save(epoch, finished=False)
-        if history.paused:
-            stop = True
-            tqdm.write(f"paused after epoch {epoch} (time_limit {time_limit:g} s); "
-                       f"fit(..., resume=True) continues from {path}")
-        bar.set_postfix(postfix)
-        if log_every and (epoch % log_every == 0 or stop):
-            tqdm.write(f"epoch {epoch:4d}  train {epoch_seconds:.1f} s  "
-                       + "  ".join(f"{k} {v}" for k, v in postfix.items()))
-        if stop:
-            break
-    bar.close()
+            if epoch % eval_every == 0 or epoch == epochs:
+                t0 = time.perf_counter()
+                valid = run_eval("valid")
+                history.valid.append((epoch, valid))
+                improved = valid[metric] > history.best_valid.get(metric, -math.inf)
+                if test is True or (test == "best" and improved):
+                    history.test.append((epoch, run_eval("test")))
+                history.eval_seconds += time.perf_counter() - t0
+                if improved:
+                    history.best_epoch, history.best_valid = epoch, valid
+                    history.best_test = history.test[-1][1] if test else {}
+                    best_state = _cpu_state(model)
+                stop = patience is not None and epoch - history.best_epoch >= patience
+                history.stopped_early = stop and epoch < epochs
+                history.paused = history.paused and not stop
+                if path is not None:
+                    save(epoch, finished=stop or epoch == epochs)
+                postfix[metric] = f"{valid[metric]:.4f}"
+                postfix["best"] = f"{history.best_valid[metric]:.4f}@{history.best_epoch}"
+            elif history.paused:
+                save(epoch, finished=False)
+            if history.paused:
+                stop = True
+                tqdm.write(f"paused after epoch {epoch} (time_limit {time_limit:g} s); "
+                           f"fit(..., resume=True) continues from {path}")
+            bar.set_postfix(postfix)
+            if log_every and (epoch % log_every == 0 or stop):
+                tqdm.write(f"epoch {epoch:4d}  train {epoch_seconds:.1f} s  "
+                           + "  ".join(f"{k} {v}" for k, v in postfix.items()))
+            if stop:
+                break
+    except BaseException as err:          # Ctrl-C / the notebook's stop button, a NaN, out of memory
+        _restore_best(model, best_state)
+        err.history = history             # nothing lost: the best weights and the history so far
+        if isinstance(err, KeyboardInterrupt):
+            tqdm.write(_interrupted(history, path))
+        raise
+    finally:
+        bar.close()
+    _restore_best(model, best_state)
+    return history
 
+
+def _restore_best(model: torch.nn.Module, best_state: dict | None) -> None:
+    """Load the best validation weights (if any evaluation ran) and switch to eval mode."""
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()                          # the best weights, ready to score (no dropout)
-    return history
+
+
+def _interrupted(history: History, path: Path | None) -> str:
+    """What an interrupted fit leaves behind, in words."""
+    if history.best_epoch:
+        kept = (f"the model holds the best weights so far (epoch {history.best_epoch}, "
+                f"valid {history.metric} {history.best_valid[history.metric]:.4f})")
+    else:
+        kept = "no evaluation ran yet, so the model holds the weights it had when interrupted"
+    where = (f"; {path} holds the last evaluation's state: fit(..., resume=True) continues from it"
+             if path is not None and path.exists() else "")
+    return (f"interrupted after {history.epochs} complete epoch(s): {kept}{where}. "
+            "The History so far is the exception's .history (in IPython: sys.last_value.history).")
