@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import diffrec_sweep  # noqa: E402
+import epoch_selection  # noqa: E402
 import reproduce  # noqa: E402
 
 METRICS = ("hr@10", "ndcg@10", "masked_hr@10", "valid_ndcg@10", "best_epoch", "epochs")
@@ -162,3 +163,17 @@ def test_gpu_parallel_script_resumes_each_job_from_its_own_state(tmp_path, share
     with tarfile.open(tmp_path / "out2" / "logs.tar.gz") as tar:
         line = json.loads(tar.extractfile("./a/diffurec.json").read().decode().splitlines()[-1])
     assert line["paused"] and line["epochs"] == 2                     # resumed, not restarted
+
+
+def test_epoch_selection_reports_both_choices_from_one_run(capsys):
+    # the protocol's figure is the test at the best validation epoch; the "selected on test"
+    # figure is the best test over the same run's evaluations, never below it
+    epoch_selection.main(["diffrec", "--dataset", "synthetic", "--epochs", "15", "--seeds", "3"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    valid = {int(e): v for e, v in line["valid_recall@20_by_epoch"].items()}
+    test = {int(e): v for e, v in line["test_recall@20_by_epoch"].items()}
+    assert sorted(valid) == sorted(test) == [5, 10, 15]
+    on_valid, on_test = line["selected_on_valid"], line["selected_on_test"]
+    assert on_valid["epoch"] == max(valid, key=valid.get) and on_valid["recall@20"] == test[on_valid["epoch"]]
+    assert on_test["recall@20"] == max(test.values()) >= on_valid["recall@20"]
+    assert line["seed"] == 3 and line["dataset"] == "synthetic"
