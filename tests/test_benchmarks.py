@@ -174,6 +174,6 @@ def test_epoch_selection_reports_both_choices_from_one_run(capsys):
     test = {int(e): v for e, v in line["test_recall@20_by_epoch"].items()}
     assert sorted(valid) == sorted(test) == [5, 10, 15]
     on_valid, on_test = line["selected_on_valid"], line["selected_on_test"]
-    assert on_valid["epoch"] == max(valid, key=valid.get) and on_valid["recall@20"] == test[on_valid["epoch"]]
+    assert valid[on_valid["epoch"]] == max(valid.values()) and on_valid["recall@20"] == test[on_valid["epoch"]]
     assert on_test["recall@20"] == max(test.values()) >= on_valid["recall@20"]
     assert line["seed"] == 3 and line["dataset"] == "synthetic"

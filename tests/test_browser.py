@@ -265,6 +265,7 @@ def test_notebook_explorers_in_jupyterlab(tmp_path, name, slider_label, key, ove
             browser, page = _open_and_run_all(pw, port, token, name)
             label = page.locator("label.widget-label").filter(has_text=re.compile(f"^{re.escape(slider_label)}$"))
             slider = page.locator(".widget-slider").filter(has=label)
+            slider.first.wait_for(timeout=60_000)          # widget views render after the cell ends
             assert slider.count() == 1, f"expected one slider {slider_label!r}, found {slider.count()}"
             box = page.locator(".widget-vbox").filter(has=slider).last      # the explorer
             before = _output_image(box)

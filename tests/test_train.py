@@ -177,18 +177,55 @@ def test_an_interrupted_fit_keeps_the_best_weights_and_the_history(blocks, tmp_p
     assert not model.training
     said = capsys.readouterr()
     assert f"best weights so far (epoch {history.best_epoch}" in said.out + said.err
-    assert "resume=True" in said.out + said.err
+    assert "resume=True" in said.out + said.err and "after epoch 4" in said.out + said.err
     # training went on after the best epoch: the weights at the stop were not the best ones
     assert not all(torch.equal(v, model.state_dict()[k]) for k, v in at_stop.items())
 
     # before any evaluation there is nothing better to restore: the weights stay, in eval mode
     early = new_model()
-    early.on_step_end = lambda step: (_ for _ in ()).throw(KeyboardInterrupt()) if step == 3 else None
-    with pytest.raises(KeyboardInterrupt) as err:
-        fit(early, blocks, **args)
+
+    def stop_early(step):
+        if step == 3:
+            raise KeyboardInterrupt
+    early.on_step_end = stop_early
+    with pytest.raises(KeyboardInterrupt) as err:            # the old checkpoint is another run's
+        fit(early, blocks, checkpoint=tmp_path / "i.pt", **args)
     assert err.value.history.epochs == 0 and not early.training
     said = capsys.readouterr()
-    assert "no evaluation ran yet" in said.out + said.err
+    assert "no evaluation ran yet" in said.out + said.err and "resume" not in said.out + said.err
+
+
+def test_a_stop_during_the_test_pass_keeps_the_new_best(blocks):
+    # validation improved at epoch 4, then the test pass was interrupted: epoch 4 is the best
+    model, calls = new_model(), []
+    score = model.score
+
+    def score_then_stop(data, users, split="valid"):
+        calls.append(split)
+        if split == "test" and calls.count("test") == 2:
+            raise KeyboardInterrupt
+        return score(data, users, split)
+    model.score = score_then_stop
+    with pytest.raises(KeyboardInterrupt) as err:
+        fit(model, blocks, epochs=8, lr=0.05, **FAST | {"eval_every": 2})
+    history = err.value.history
+    assert [e for e, _ in history.valid] == [2, 4] and [e for e, _ in history.test] == [2]
+    assert history.valid[1][1]["recall@10"] > history.valid[0][1]["recall@10"]    # it did improve
+    assert history.best_epoch == 4 and history.best_test == {}
+
+
+def test_an_error_that_refuses_attributes_still_goes_up_unchanged(blocks):
+    class Frozen(Exception):
+        def __setattr__(self, name, value):
+            raise AttributeError("frozen")
+    model = new_model()
+
+    def fail(step):
+        raise Frozen("the user's own error")
+    model.on_step_end = fail
+    with pytest.raises(Frozen, match="the user's own error"):
+        fit(model, blocks, epochs=2, lr=0.05, **FAST)
+    assert not model.training
 
 
 def test_resume_after_early_stop_stays_stopped_and_a_finished_run_trains_on(blocks, tmp_path):

@@ -248,6 +248,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     generator = torch.Generator().manual_seed(seed)
     history = History(device=str(dev), metric=metric)
     best_state, step, start = None, 0, 1
+    saved_epoch = None                    # the epoch of the checkpoint this run can resume from
     path = None if checkpoint is None else Path(checkpoint)
     if time_limit is not None and path is None:
         raise ValueError("time_limit needs checkpoint=<path>: a paused run resumes from it")
@@ -258,6 +259,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         best_state, step, start = ckpt["best_model"], ckpt["step"], ckpt["epoch"] + 1
+        saved_epoch = ckpt["epoch"]
         history = History.from_dict(ckpt["history"])
         history.device = str(dev)
         _set_rng_state(ckpt["rng"], generator)
@@ -265,10 +267,12 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             start = epochs + 1
 
     def save(epoch: int, finished: bool) -> None:
+        nonlocal saved_epoch
         _save(path, {"model": _cpu_state(model), "best_model": best_state,
                      "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
                      "history": history.to_dict(), "rng": _rng_state(generator),
                      "finished": finished})
+        saved_epoch = epoch
 
     def run_eval(split):
         model.eval()
@@ -311,13 +315,14 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                 valid = run_eval("valid")
                 history.valid.append((epoch, valid))
                 improved = valid[metric] > history.best_valid.get(metric, -math.inf)
+                if improved:                  # kept before the test pass, which can be interrupted
+                    history.best_epoch, history.best_valid, history.best_test = epoch, valid, {}
+                    best_state = _cpu_state(model)
                 if test is True or (test == "best" and improved):
                     history.test.append((epoch, run_eval("test")))
+                    if improved:
+                        history.best_test = history.test[-1][1]
                 history.eval_seconds += time.perf_counter() - t0
-                if improved:
-                    history.best_epoch, history.best_valid = epoch, valid
-                    history.best_test = history.test[-1][1] if test else {}
-                    best_state = _cpu_state(model)
                 stop = patience is not None and epoch - history.best_epoch >= patience
                 history.stopped_early = stop and epoch < epochs
                 history.paused = history.paused and not stop
@@ -338,10 +343,13 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             if stop:
                 break
     except BaseException as err:          # Ctrl-C / the notebook's stop button, a NaN, out of memory
-        _restore_best(model, best_state)
-        err.history = history             # nothing lost: the best weights and the history so far
-        if isinstance(err, KeyboardInterrupt):
-            tqdm.write(_interrupted(history, path))
+        try:                              # nothing lost: the best weights and the history so far
+            _restore_best(model, best_state)
+            err.history = history
+            if isinstance(err, KeyboardInterrupt):
+                tqdm.write(_interrupted(history, path if saved_epoch is not None else None, saved_epoch))
+        except Exception:                 # never hide the original error behind a new one
+            pass
         raise
     finally:
         bar.close()
@@ -356,14 +364,14 @@ def _restore_best(model: torch.nn.Module, best_state: dict | None) -> None:
     model.eval()                          # the best weights, ready to score (no dropout)
 
 
-def _interrupted(history: History, path: Path | None) -> str:
-    """What an interrupted fit leaves behind, in words."""
+def _interrupted(history: History, path: Path | None, saved_epoch: int | None) -> str:
+    """What an interrupted fit leaves behind, in words (``path``: this run's checkpoint)."""
     if history.best_epoch:
         kept = (f"the model holds the best weights so far (epoch {history.best_epoch}, "
                 f"valid {history.metric} {history.best_valid[history.metric]:.4f})")
     else:
         kept = "no evaluation ran yet, so the model holds the weights it had when interrupted"
-    where = (f"; {path} holds the last evaluation's state: fit(..., resume=True) continues from it"
-             if path is not None and path.exists() else "")
+    where = (f"; {path} holds the state after epoch {saved_epoch}: fit(..., resume=True) continues "
+             f"from there" if path is not None else "")
     return (f"interrupted after {history.epochs} complete epoch(s): {kept}{where}. "
             "The History so far is the exception's .history (in IPython: sys.last_value.history).")
