@@ -138,6 +138,8 @@ def test_accumulator_over_uneven_batches_equals_one_batch():
     (dict(exclude=torch.zeros(2, 5)), "shape"),
     (dict(scores=torch.tensor([[0.1, float("nan"), 0, 0, 0]] * 3)), "NaN"),
     (dict(scores=torch.zeros(5)), "2-D"),
+    (dict(ks=(1, 1)), "repeats"),                    # would count every user twice
+    (dict(scores=torch.zeros(3, 0), truth=torch.zeros(3, 0)), "no item"),
 ])
 def test_bad_input_raises_clear_value_error(bad, match):
     args = dict(scores=SCORES, truth=TRUTH, ks=(1,), exclude=None) | bad
@@ -193,6 +195,15 @@ def test_evaluate_errors():
         evaluate(lambda u: torch.full((len(u), 6), float("nan")), data, "valid")
     with pytest.raises(ValueError, match="users"):
         evaluate(fn, data, "valid", users=[7])
+    with pytest.raises(ValueError, match="flatnonzero"):         # a mask is not a list of ids
+        evaluate(fn, data, "valid", users=np.array([True, True, False, True]))
+    with pytest.raises(ValueError, match="integer ids"):
+        evaluate(fn, data, "valid", users=[0.0, 1.0])
+    with pytest.raises(ValueError, match="repeats ids"):
+        evaluate(fn, data, "valid", users=[0, 0, 1])
+    with pytest.raises(ValueError, match="no user with ground truth"):
+        evaluate(fn, data, "valid", users=[])
+    assert evaluate(fn, data, "valid", users=torch.tensor([0, 1], dtype=torch.int32))["n_users"] == 2
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         evaluate(fn, data, "valid", batch_size=0)
 

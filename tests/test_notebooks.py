@@ -246,6 +246,7 @@ def test_committed_policy(path):
     assert nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
         f"{name}: the first cell must be a markdown title ('# ...')"
     code = _code_cells(nb)
+    assert code, f"{name}: no code cells"
     first = code[0]
     assert "parameters" in first.metadata.get("tags", []), \
         f"{name}: the first code cell must carry the 'parameters' tag (papermill)"
@@ -292,3 +293,31 @@ def test_nbval():
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, f"nbval failed ({' '.join(cmd)}):\n{proc.stdout[-8000:]}\n{proc.stderr[-2000:]}"
+
+
+def test_refresh_removes_what_papermill_left_and_runs_afresh(tmp_path):
+    # a notebook after a papermill run: its metadata, an injected cell, stale outputs and counts
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("X = 1")
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell("# Parameters\nX = 2")
+    injected.metadata["tags"] = ["injected-parameters"]
+    show = nbformat.v4.new_code_cell("print(X)")
+    show.outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    blank = nbformat.v4.new_code_cell("   ")
+    blank.outputs, blank.execution_count = [nbformat.v4.new_output("stream", text="old\n")], 7
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), params, injected, show, blank]
+    nb.metadata["papermill"] = {"parameters": {"X": 2}}
+    for cell in nb.cells:
+        cell.metadata["papermill"] = {"duration": 0.1}
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, path)
+
+    assert notebook_main(["refresh", str(path)]) == 0
+    fresh = nbformat.read(path, as_version=4)
+    assert "papermill" not in fresh.metadata
+    assert all("papermill" not in c.metadata for c in fresh.cells)
+    assert [c.source for c in fresh.cells[1:]] == ["X = 1", "print(X)", "   "]     # injected cell gone
+    assert fresh.cells[2].outputs[0]["text"] == "1\n"                           # the notebook's own X
+    assert [c.execution_count for c in fresh.cells[1:3]] == [1, 2]
+    assert fresh.cells[3].outputs == [] and fresh.cells[3].execution_count is None

@@ -21,7 +21,10 @@ the number of items :math:`I` is clamped to :math:`I`; the key keeps the K asked
 Recall divides by :math:`|R|`, not :math:`\min(K, |R|)` (RecBole, Cornac, DiffRec); with a
 single held-out item (leave-one-out) HR@K equals Recall@K. Each metric is averaged over the
 users that have at least one relevant item; users without ground truth are *skipped*, not
-counted as zero, and ``n_users`` reports how many were evaluated.
+counted as zero, and ``n_users`` reports how many were evaluated. (DiffRec's released code
+divides by every user, so users without ground truth count as zero there. The two agree on
+its ml-1m_clean split and on every leave-one-out split, where every user has held-out items;
+on other data, compare ``n_users`` with the number of users.)
 
 Ties: ``torch.topk`` does not order equal scores reproducibly, so :func:`top_items` falls
 back to a stable descending sort wherever a tie matters: among equal scores the lower item
@@ -62,7 +65,24 @@ def _check_ks(ks) -> tuple[int, ...]:
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"every K in ks must be a positive integer, got {k!r}")
+    if len(set(int(k) for k in ks)) != len(ks):
+        raise ValueError(f"ks repeats a cut-off: {ks!r}; give each K once")
     return tuple(int(k) for k in ks)
+
+
+def _check_users(users, n_users: int) -> np.ndarray:
+    """User ids as a 1-D int64 array: integers in [0, n_users), each at most once."""
+    users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
+    if users.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if users.dtype == bool or not np.issubdtype(users.dtype, np.integer):
+        raise ValueError(f"users must be integer ids (not a {users.dtype} array; for a mask "
+                         f"use np.flatnonzero(mask)), got {users!r}")
+    if users.ndim != 1 or users.min() < 0 or users.max() >= n_users:
+        raise ValueError(f"users must be a 1-D array of ids in [0, {n_users}), got {users!r}")
+    if len(np.unique(users)) != len(users):
+        raise ValueError("users repeats ids: each user would be counted once per repeat")
+    return users.astype(np.int64)
 
 
 def _as_bool(x, shape: tuple[int, int], name: str, device) -> torch.Tensor:
@@ -110,6 +130,8 @@ def per_user_topk(scores: torch.Tensor, truth, ks: Sequence[int] = (10, 20),
     scores = torch.as_tensor(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be a 2-D (users, items) tensor, got shape {tuple(scores.shape)}")
+    if scores.shape[1] == 0:
+        raise ValueError("scores have no item columns: there is nothing to rank")
     if not scores.is_floating_point():
         scores = scores.float()
     if torch.isnan(scores).any():
@@ -254,9 +276,7 @@ def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], data, split: str 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n_users, n_items = truth.shape
-    users = np.arange(n_users) if users is None else np.asarray(torch.as_tensor(users).cpu())
-    if users.ndim != 1 or (len(users) and (users.min() < 0 or users.max() >= n_users)):
-        raise ValueError(f"users must be a 1-D array of ids in [0, {n_users}), got {users!r}")
+    users = np.arange(n_users) if users is None else _check_users(users, n_users)
     users = users[np.diff(truth.indptr)[users] > 0]      # skip users without ground truth
     acc = MetricAccumulator(ks)
     starts = range(0, len(users), batch_size)

@@ -175,17 +175,30 @@ def to_html(notebook, out) -> Path:
     return Path(out)
 
 
+def _without_papermill(nb):
+    """``nb`` without papermill's metadata and injected cell, and with no outputs left."""
+    nb.metadata.pop("papermill", None)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
 def refresh(notebook, timeout: float = DEFAULT_TIMEOUT) -> float:
     """Re-execute ``notebook`` in place with its own defaults; return the wall time.
 
-    Uses nbclient directly (not papermill) so the committed file carries no papermill
-    metadata or injected-parameters cell: only fresh outputs, execution counts 1, 2, 3, ...
+    Uses nbclient directly (not papermill), and first removes what a papermill run may have
+    left in the file (its metadata, an injected-parameters cell, every old output and
+    execution count), so the committed file holds only fresh outputs, counts 1, 2, 3, ...
     """
     import nbformat
     from nbclient import NotebookClient
 
     notebook = Path(notebook)
-    nb = nbformat.read(notebook, as_version=4)
+    nb = _without_papermill(nbformat.read(notebook, as_version=4))
     start = time.monotonic()
     deadline = start + timeout
     NotebookClient(nb, kernel_name="python3", record_timing=False, store_widget_state=True,
