@@ -253,6 +253,11 @@ def test_committed_policy(path):
     params = _assignments(first.source)
     for key, default in REQUIRED_PARAMETERS.items():
         assert key in params, f"{name}: the parameters cell must define {key}"
+    computed = [k for k, v in params.items() if v is ...]
+    assert not computed, \
+        (f"{name}: parameters {computed} are computed, not literals. Papermill injects its values "
+         f"after the parameters cell, so a value computed there from FAST ignores `-p FAST False`: "
+         f"set it to None there and derive it in the next code cell")
     assert params["FAST"] is True, f"{name}: FAST must default to True (committed outputs are FAST)"
     counts = [c.execution_count for c in code]
     assert counts == list(range(1, len(code) + 1)), \
