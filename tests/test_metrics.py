@@ -215,6 +215,8 @@ def test_accumulator_errors():
     acc.update(torch.zeros(2, 3), np.zeros((2, 3)))          # no truth: nothing counted
     with pytest.raises(ValueError, match="no user with ground truth"):
         acc.compute()
+    with pytest.raises(ValueError, match="integer ids"):
+        acc.update(torch.zeros(2, 3), np.eye(2, 3), users=np.array([True, False]))
     with pytest.raises(ValueError, match="users has 3 ids but scores have 2 rows"):
         acc.update(torch.zeros(2, 3), np.eye(2, 3), users=[0, 1, 2])
 

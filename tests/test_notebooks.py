@@ -226,15 +226,22 @@ def _code_cells(nb):
 
 
 def _assignments(source: str) -> dict:
+    """``{name: value}`` for a cell's top-level ``NAME = literal`` lines; every other statement
+    that binds a name (computed values, annotated, augmented, tuple targets, blocks, walrus)
+    maps its names to ``...``."""
     values = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    try:
-                        values[target.id] = ast.literal_eval(node.value)
-                    except ValueError:
-                        values[target.id] = ...
+        if isinstance(node, ast.Expr) and not any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
+            continue                                         # a bare expression binds nothing
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+                continue
+            except (ValueError, TypeError, SyntaxError):
+                pass
+        names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+        for name in names or [f"<line {node.lineno}>"]:
+            values[name] = ...
     return values
 
 
@@ -311,8 +318,11 @@ def test_refresh_removes_what_papermill_left_and_runs_afresh(tmp_path):
     show.outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
     blank = nbformat.v4.new_code_cell("   ")
     blank.outputs, blank.execution_count = [nbformat.v4.new_output("stream", text="old\n")], 7
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"), params, injected, show, blank]
+    banner = nbformat.v4.new_markdown_cell("An Exception was encountered at 'In [3]'")
+    banner.metadata["tags"] = ["papermill-error-cell-tag"]
+    nb.cells = [banner, nbformat.v4.new_markdown_cell("# t"), params, injected, show, blank]
     nb.metadata["papermill"] = {"parameters": {"X": 2}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"old": {}}}}
     for cell in nb.cells:
         cell.metadata["papermill"] = {"duration": 0.1}
     path = tmp_path / "t.ipynb"
@@ -320,7 +330,8 @@ def test_refresh_removes_what_papermill_left_and_runs_afresh(tmp_path):
 
     assert notebook_main(["refresh", str(path)]) == 0
     fresh = nbformat.read(path, as_version=4)
-    assert "papermill" not in fresh.metadata
+    assert "papermill" not in fresh.metadata and "widgets" not in fresh.metadata   # no stale widget state
+    assert fresh.cells[0].source == "# t"                                     # the error banner is gone
     assert all("papermill" not in c.metadata for c in fresh.cells)
     assert [c.source for c in fresh.cells[1:]] == ["X = 1", "print(X)", "   "]     # injected cell gone
     assert fresh.cells[2].outputs[0]["text"] == "1\n"                           # the notebook's own X

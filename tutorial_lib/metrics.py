@@ -214,13 +214,16 @@ class MetricAccumulator:
 
     def update(self, scores: torch.Tensor, truth, exclude=None, users=None) -> None:
         """Add one batch. ``users``: ``(B,)`` global ids of the rows (default 0..B-1)."""
+        if users is not None:
+            users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
+            if len(users) and (users.dtype == bool or not np.issubdtype(users.dtype, np.integer)):
+                raise ValueError(f"users must be integer ids, got a {users.dtype} array")
         per = per_user_topk(scores, truth, self.ks, exclude)
         for name in self.names:
             self.sums[name] += float(per[name].sum())
         self.n_users += len(per["user"])
         part = {k: v.cpu().numpy() for k, v in per.items()}
         if users is not None:
-            users = np.asarray(torch.as_tensor(users).cpu())
             if len(users) != len(torch.as_tensor(scores)):
                 raise ValueError(f"users has {len(users)} ids but scores have {len(scores)} rows")
             part["user"] = users[part["user"]]

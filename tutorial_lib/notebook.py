@@ -178,7 +178,9 @@ def to_html(notebook, out) -> Path:
 def _without_papermill(nb):
     """``nb`` without papermill's metadata and injected cell, and with no outputs left."""
     nb.metadata.pop("papermill", None)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    nb.metadata.pop("widgets", None)                     # nbclient writes it anew if there are any
+    leftovers = {"injected-parameters", "papermill-error-cell-tag"}
+    nb.cells = [c for c in nb.cells if not leftovers & set(c.metadata.get("tags", []))]
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
