@@ -161,6 +161,21 @@ def _open_and_run_all(pw, port: int, token: str, name: str):
     return browser, page
 
 
+def _screenshot_and_close(browser, page, element, path: Path) -> str:
+    """Screenshot with ``element`` in view, then close the browser; returns the page's HTML."""
+    path.parent.mkdir(exist_ok=True)
+    element.scroll_into_view_if_needed()
+    page.screenshot(path=str(path))
+    content = page.content()
+    browser.close()
+    return content
+
+
+def _assert_no_errors(content: str) -> None:
+    assert "Error displaying widget" not in content
+    assert "Traceback (most recent call last)" not in content, "a cell or a widget callback raised"
+
+
 def _stop(lab: subprocess.Popen) -> None:
     lab.terminate()
     try:
@@ -204,16 +219,11 @@ def test_trajectory_explorer_in_jupyterlab(tmp_path):
             after = _settled_image(page)
             label = page.locator(".widget-vbox .widget-label").last.inner_text()
 
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.locator(".widget-vbox").last.scroll_into_view_if_needed()
-            page.screenshot(path=str(SCREENSHOT))
-            content = page.content()
-            browser.close()
+            content = _screenshot_and_close(browser, page, page.locator(".widget-vbox").last, SCREENSHOT)
     finally:
         _stop(lab)
 
-    assert "Error displaying widget" not in content
-    assert "Traceback (most recent call last)" not in content
+    _assert_no_errors(content)
     assert after != before, "the explorer's figure did not change when the slider moved"
     assert "x_" in label and "(input)" not in label, f"slider did not move: label {label!r}"
     assert position == min(10, T), f"ten presses moved the slider to {position} (max {T})"
@@ -281,16 +291,11 @@ def test_notebook_explorers_in_jupyterlab(tmp_path, name, slider_label, key, ove
                 after = _output_image(box)
             after = _settled_output(page, box)                         # and the last one
             value_after = slider.locator(".widget-readout").inner_text()
-            screenshot.parent.mkdir(exist_ok=True)
-            box.scroll_into_view_if_needed()
-            page.screenshot(path=str(screenshot))
-            content = page.content()
-            browser.close()
+            content = _screenshot_and_close(browser, page, box, screenshot)
     finally:
         _stop(lab)
 
-    assert "Error displaying widget" not in content
-    assert "Traceback (most recent call last)" not in content, "a cell or a widget callback raised"
+    _assert_no_errors(content)
     assert value_after != value_before, f"the slider {slider_label!r} did not move ({value_before})"
     assert after != before, f"the explorer's figure did not change when {slider_label!r} moved"
     assert screenshot.stat().st_size > 10_000
