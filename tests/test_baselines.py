@@ -65,6 +65,18 @@ def test_ease_beats_popularity(data):
     assert recall["ease"] > 2 * recall["pop"]
 
 
+def test_ease_tune_picks_the_best_validation_lambda_and_returns_it_fitted(data):
+    lambdas = [1.0, 30.0, 1e5]
+    model, valid = EASE.tune(data, lambdas, progress=False)
+    by_hand = {lam: evaluate(lambda u, m=EASE(lam).fit(data): m.score(data, u), data, "valid")["recall@20"]
+               for lam in lambdas}
+    assert valid == pytest.approx(by_hand)
+    assert model.lam == max(by_hand, key=by_hand.get) and model.B is not None
+    assert valid[1e5] < max(valid.values())                  # the grid matters on this data
+    with pytest.raises(ValueError, match="lambdas is empty"):
+        EASE.tune(data, [], progress=False)
+
+
 def test_multivae_shapes_and_annealing():
     vae = MultiVAE(30, hidden=[8], latent=4, total_anneal_steps=10, anneal_cap=0.3)
     logits, mu, logvar = vae(torch.rand(5, 30))

@@ -101,12 +101,8 @@ def popularity(args) -> dict:
 def ease(args) -> dict:
     """EASE with lambda chosen on validation Recall@20 over LAMBDAS."""
     data = load(args)
-    grid = LAMBDAS[:2] if args.fast else LAMBDAS
-    valid = {}
-    for lam in grid:
-        model = EASE(lam).fit(data)
-        valid[lam] = evaluate(lambda u: model.score(data, u), data, "valid")["recall@20"]
-    best = max(valid, key=valid.get)
+    best, valid = EASE.tune(data, LAMBDAS[:2] if args.fast else LAMBDAS, progress=not args.no_progress)
+    best = best.lam
     return _closed_form(args, EASE(best), data,
                         {"lambda": best, "valid_by_lambda": {str(k): round(v, 4) for k, v in valid.items()}})
 

@@ -18,9 +18,12 @@ Protocol: the input is the user's training row for both splits (as in DiffRec's 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.linalg
 import torch
+from tqdm.auto import tqdm
 
 
 class EASE:
@@ -52,3 +55,23 @@ class EASE:
         rows = np.asarray(torch.as_tensor(users).cpu(), dtype=np.int64)
         x = torch.as_tensor(data.train[rows].toarray())
         return x @ self.B
+
+    @classmethod
+    def tune(cls, data, lambdas: Sequence[float], metric: str = "recall@20",
+             progress: bool = True) -> tuple["EASE", dict[float, float]]:
+        """Fit one EASE per lambda, validate each (the DiffRec protocol), keep the best.
+
+        Returns ``(model, valid)``: the fitted EASE with the best validation ``metric`` (the
+        first of equals) and ``{lambda: validation metric}``. Test is never looked at.
+        """
+        from ..metrics import evaluate
+
+        if len(lambdas) == 0:
+            raise ValueError("lambdas is empty; pass the values to try, e.g. [100, 300, 1000]")
+        best, valid = None, {}
+        for lam in tqdm(lambdas, desc="EASE lambda", disable=not progress, leave=False):
+            model = cls(lam).fit(data)
+            valid[lam] = evaluate(lambda u: model.score(data, u, "valid"), data, "valid")[metric]
+            if best is None or valid[lam] > valid[best.lam]:
+                best = model
+        return best, valid
