@@ -48,9 +48,7 @@ def train_and_test(name: str, data, args, seed: int) -> dict:
         hist = fit(MultiVAE(data.n_items, **SYNTHETIC_MULTIVAE), data,
                    **{**kw, **train})
         return hist.best_test
-    valid = {lam: evaluate(lambda u: EASE(lam).fit(data).score(data, u), data, "valid")["recall@20"]
-             for lam in LAMBDAS}
-    ease = EASE(max(valid, key=valid.get)).fit(data)
+    ease, _ = EASE.tune(data, LAMBDAS, progress=False)
     return evaluate(lambda u: ease.score(data, u), data, "test")
 
 

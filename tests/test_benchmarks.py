@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import diffrec_sweep  # noqa: E402
 import epoch_selection  # noqa: E402
+import noisy_robustness  # noqa: E402
 import reproduce  # noqa: E402
 
 METRICS = ("hr@10", "ndcg@10", "masked_hr@10", "valid_ndcg@10", "best_epoch", "epochs")
@@ -177,3 +178,11 @@ def test_epoch_selection_reports_both_choices_from_one_run(capsys):
     assert valid[on_valid["epoch"]] == max(valid.values()) and on_valid["recall@20"] == test[on_valid["epoch"]]
     assert on_test["recall@20"] == max(test.values()) >= on_valid["recall@20"]
     assert line["seed"] == 3 and line["dataset"] == "synthetic"
+
+
+def test_noisy_robustness_reports_the_drop_against_the_clean_run(capsys):
+    df = noisy_robustness.main(["--models", "EASE", "--noise", "0.0", "0.4"])
+    clean, noisy = df.loc[("EASE", 0.0), "recall@20"], df.loc[("EASE", 0.4), "recall@20"]
+    assert noisy < clean                                     # false positives hurt
+    assert df.loc[("EASE", 0.4), "recall@20 drop %"] == pytest.approx(100 * (1 - noisy / clean), abs=0.06)
+    assert df.loc[("EASE", 0.0), "recall@20 drop %"] == 0.0
