@@ -102,6 +102,8 @@ def test_held_out_targets_need_one_item_per_user(loo):
 def test_draw_inference_says_which_k_the_sweep_has(loo):
     model = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=8).eval()
     sweep = viz_seqdiffrec.inference_sweep(model, loo, start_steps=[8], step_counts=[1], k=10)
+    again = viz_seqdiffrec.inference_sweep(model, loo, start_steps=[8], step_counts=[1], k=10, progress=True)
+    assert len(sweep) == 1 and sweep["hr@10"].tolist() == again["hr@10"].tolist()   # (8, 1) once; the bar changes nothing
     with pytest.raises(ValueError, match=r"no hr@5 column .*hr@10"):
         viz_seqdiffrec.draw_inference(model, loo, 0, sweep=sweep, k=5)
     assert viz_seqdiffrec.draw_inference(model, loo, 0, k=10 * loo.n_items) is not None   # k capped

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .metrics import evaluate
@@ -84,15 +85,16 @@ def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
 
 # =========================================================================== inference
 def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "test", k: int = 10,
-                    mask_history: bool = False) -> pd.DataFrame:
+                    mask_history: bool = False, progress: bool = False) -> pd.DataFrame:
     """Evaluate ``model`` at (s, 1) for each s in start_steps and at (T, K) for each K.
 
     Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each).
+    ``progress``: a tqdm bar over the settings (each is a full evaluation of ``split``).
     """
     model.eval()
     grid = [(int(s), 1) for s in start_steps] + [(model.T, int(n)) for n in step_counts]
     rows = []
-    for s, n in dict.fromkeys(grid):
+    for s, n in tqdm(dict.fromkeys(grid), desc="inference settings", disable=not progress, leave=False):
         start = time.perf_counter()
         r = evaluate(lambda u: model.score(data, u, split, start_step=s, inference_steps=n), data, split,
                      ks=(k,), mask_history=mask_history)
