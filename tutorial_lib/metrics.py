@@ -70,14 +70,22 @@ def _check_ks(ks) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
-def _check_users(users, n_users: int) -> np.ndarray:
-    """User ids as a 1-D int64 array: integers in [0, n_users), each at most once."""
+def _as_ids(users) -> np.ndarray:
+    """``users`` as a NumPy array of integer ids (a bool mask or floats is an error)."""
     users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
     if users.size == 0:
         return np.zeros(0, dtype=np.int64)
     if users.dtype == bool or not np.issubdtype(users.dtype, np.integer):
         raise ValueError(f"users must be integer ids (not a {users.dtype} array; for a mask "
                          f"use np.flatnonzero(mask)), got {users!r}")
+    return users
+
+
+def _check_users(users, n_users: int) -> np.ndarray:
+    """User ids as a 1-D int64 array: integers in [0, n_users), each at most once."""
+    users = _as_ids(users)
+    if users.size == 0:
+        return users
     if users.ndim != 1 or users.min() < 0 or users.max() >= n_users:
         raise ValueError(f"users must be a 1-D array of ids in [0, {n_users}), got {users!r}")
     if len(np.unique(users)) != len(users):
@@ -215,9 +223,7 @@ class MetricAccumulator:
     def update(self, scores: torch.Tensor, truth, exclude=None, users=None) -> None:
         """Add one batch. ``users``: ``(B,)`` global ids of the rows (default 0..B-1)."""
         if users is not None:
-            users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
-            if len(users) and (users.dtype == bool or not np.issubdtype(users.dtype, np.integer)):
-                raise ValueError(f"users must be integer ids, got a {users.dtype} array")
+            users = _as_ids(users)
         per = per_user_topk(scores, truth, self.ks, exclude)
         for name in self.names:
             self.sums[name] += float(per[name].sum())
