@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from tutorial_lib.data import InteractionData, load_diffrec_npy
-from tutorial_lib.metrics import MetricAccumulator, evaluate, metric_names, topk_metrics
+from tutorial_lib.metrics import MetricAccumulator, evaluate, evaluate_both, metric_names, topk_metrics
 
 # 3 users x 5 items. Rankings (ties -> lower item index first):
 #   user 0: scores 0.9 0.1 0.5 0.3 0.7 -> items 0 4 2 3 1; relevant {1, 4}: hits at ranks 2, 5
@@ -172,6 +172,25 @@ def test_evaluate_follows_the_diffrec_masking_protocol():
                         exclude=dense["train"] + dense["valid"])
     for bs in (1, 3, 1024):
         assert evaluate(test_fn, data, "test", ks=(1, 3), batch_size=bs) == pytest.approx(full)
+
+
+def test_evaluate_both_scores_once_and_matches_evaluate():
+    data = make_data(TRAIN, VALID, TEST)
+    dense = {s: torch.tensor(a, dtype=torch.float32) for s, a in
+             (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+    calls = []
+
+    def fn(u):                                   # history first, then the test items
+        calls.append(len(u))
+        return 10 * (dense["train"][u] + dense["valid"][u]) + dense["test"][u]
+
+    unmasked, masked = evaluate_both(fn, data, "test", ks=(1, 3), batch_size=3)
+    assert calls == [3, 1]                       # one scoring pass for both protocols
+    assert masked == evaluate(fn, data, "test", ks=(1, 3), batch_size=3)
+    assert unmasked == evaluate(fn, data, "test", ks=(1, 3), batch_size=3, mask_history=False)
+    assert masked["hr@1"] == 1.0 and unmasked["hr@1"] == 0.0     # the protocols do differ here
+    with pytest.raises(ValueError, match="unknown split"):
+        evaluate_both(fn, data, "train")
 
 
 def test_evaluate_users_subset_and_per_user():

@@ -38,7 +38,8 @@ every batch has the same number of evaluated users.
 
 Protocols (:func:`evaluate`): DiffRec masks the training items when validating and the
 training + validation items when testing (``mask_history=True``); DiffuRec's released
-code masks nothing (``mask_history=False``). Say which one a number uses.
+code masks nothing (``mask_history=False``). Say which one a number uses;
+:func:`evaluate_both` gives both from one scoring pass.
 """
 from __future__ import annotations
 
@@ -281,13 +282,34 @@ def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], data, split: str 
     Returns:
         ``{"recall@20": float, ..., "n_users": int}`` (and per-user arrays if asked).
     """
-    truth, exclude = _split_matrices(data, split, mask_history)
+    (acc,) = _evaluate(score_fn, data, split, ks, batch_size, (mask_history,), device, users, progress)
+    return (acc.compute(), acc.per_user()) if per_user else acc.compute()
+
+
+def evaluate_both(score_fn: Callable[[torch.Tensor], torch.Tensor], data, split: str = "test",
+                  ks: Sequence[int] = (10, 20), batch_size: int = 1024, device=None, users=None,
+                  progress: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`evaluate` under both protocols from one call of ``score_fn`` per batch.
+
+    For models whose scoring is the expensive part (DiffuRec's reverse chain): the same
+    scores are ranked twice, history not masked (DiffuRec's released protocol) and masked.
+    Returns ``(unmasked, masked)``, each as :func:`evaluate` returns it.
+    """
+    unmasked, masked = _evaluate(score_fn, data, split, ks, batch_size, (False, True), device,
+                                 users, progress)
+    return unmasked.compute(), masked.compute()
+
+
+def _evaluate(score_fn, data, split, ks, batch_size, mask_options, device, users, progress):
+    """The loop behind :func:`evaluate`: one accumulator per ``mask_history`` option."""
+    pairs = [_split_matrices(data, split, m) for m in mask_options]
+    truth = pairs[0][0]
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n_users, n_items = truth.shape
     users = np.arange(n_users) if users is None else _check_users(users, n_users)
     users = users[np.diff(truth.indptr)[users] > 0]      # skip users without ground truth
-    acc = MetricAccumulator(ks)
+    accs = [MetricAccumulator(ks) for _ in mask_options]
     starts = range(0, len(users), batch_size)
     with torch.no_grad():
         for start in tqdm(starts, desc=f"evaluate {split}", disable=not progress, leave=False):
@@ -299,6 +321,6 @@ def evaluate(score_fn: Callable[[torch.Tensor], torch.Tensor], data, split: str 
             if device is not None:
                 scores = scores.to(device)
             rows = batch.numpy()
-            acc.update(scores, truth[rows], None if exclude is None else exclude[rows],
-                       users=batch)
-    return (acc.compute(), acc.per_user()) if per_user else acc.compute()
+            for acc, (_, exclude) in zip(accs, pairs):
+                acc.update(scores, truth[rows], None if exclude is None else exclude[rows], users=batch)
+    return accs

@@ -96,7 +96,9 @@ def _eval_batch(dev) -> int:
 def _test_both_protocols(model, data, dev) -> dict:
     """Test metrics x100 under the paper's protocol (unmasked) and the masked one.
 
-    One pass: each batch of users is scored once (one reverse chain for DiffuRec) and ranked twice.
+    One pass: each batch of users is scored once (one reverse chain for DiffuRec) and ranked twice,
+    as ``metrics.evaluate_both`` does; kept apart because its equal-sized batches decide which user
+    gets which inference noise, so the recorded figures stay exactly reproducible.
     """
     model.eval()
     paper, masked = MetricAccumulator(KS), MetricAccumulator(KS)
