@@ -4,7 +4,7 @@
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
     python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
 
-The paper searched noise scale, noise bounds, T and the learning rate and reports one best
+The paper searched noise scale, noise bounds, T, the learning rate and the MLP size and reports one best
 setting; this script re-runs that search on *validation* Recall@20 (never
 test) so that the recipe's choice can be checked. One JSON line per (config, seed) with the
 validation figure that decides and the test figure at the best validation epoch, which is
@@ -50,6 +50,8 @@ GRID = [
     ({}, {"lr": 5e-4}),
     ({}, {"lr": 1e-4}),
     ({"step_sampling": "uniform"}, {}),
+    ({"dims": (1000,)}, {}),                  # ninth session: the paper's other MLP sizes
+    ({"dims": (300,)}, {}),
 ]
 
 # L-DiffRec around the released ML-1M setting: (model overrides, clustering overrides);
