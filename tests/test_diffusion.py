@@ -254,3 +254,31 @@ def test_posterior_log_variance_is_clipped_at_the_first_step():
     assert diff.posterior_variance[0] == 0
     assert diff.posterior_log_variance[0] == torch.log(diff.posterior_variance[1])
     assert torch.allclose(diff.posterior_log_variance[1:], diff.posterior_variance[1:].log())
+
+
+def test_schedule_is_kept_in_float32_on_a_device_without_float64():
+    """Apple's MPS refuses float64 tensors. A stand-in conversion that refuses them the same way
+    (as ``.to("mps")`` would) leaves the schedule in float32, through a parent module too."""
+    def refuse_float64(t):
+        if t.dtype == torch.float64:
+            raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64")
+        return t
+
+    betas = schedules.get_betas("linear-var", 10, noise_scale=0.005, noise_min=0.005, noise_max=0.01)
+    reference = GaussianDiffusion(betas)
+    parent = torch.nn.Sequential(torch.nn.Linear(3, 3), GaussianDiffusion(betas))
+    parent._apply(refuse_float64)
+    moved = parent[1]
+    for name, buf in moved.named_buffers():
+        assert buf.dtype == torch.float32, name
+        torch.testing.assert_close(buf, getattr(reference, name).float())
+    x0 = torch.randn(4, 3)
+    t = torch.tensor([0, 3, 6, 9])
+    noise = torch.randn(4, 3)
+    torch.testing.assert_close(moved.q_sample(x0, t, noise), reference.q_sample(x0, t, noise))
+
+    def unrelated(t):
+        raise TypeError("something else")
+
+    with pytest.raises(TypeError, match="something else"):        # other errors are not swallowed
+        GaussianDiffusion(betas)._apply(unrelated)

@@ -97,6 +97,20 @@ class GaussianDiffusion(nn.Module):
         for name, value in buffers.items():
             self.register_buffer(name, value, persistent=False)
 
+    def _apply(self, fn, recurse=True):
+        """What ``.to(device)`` runs. Apple's MPS holds no float64 (moving a float64 tensor there
+        raises a TypeError naming float64): there the schedule is stored in float32 instead, which
+        loses precision in ``1 - alpha_bar`` at DiffRec's tiny noise. CPU and CUDA keep float64.
+        (Not tested on Apple hardware: the fallback is tested with a stand-in device.)"""
+        try:
+            return super()._apply(fn, recurse)
+        except TypeError as err:
+            if "float64" not in str(err) or all(b.dtype != torch.float64 for b in self._buffers.values()):
+                raise
+        for name, buf in self._buffers.items():
+            self._buffers[name] = buf.float()
+        return super()._apply(fn, recurse)
+
     # ----------------------------------------------------------------- helpers
     def _at(self, arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """arr[t] as x's dtype, shaped (B, 1, ..., 1) to broadcast against x (B, ...)."""

@@ -26,7 +26,9 @@ def seed_everything(seed: int) -> int:
 def device(name: str = "auto"):
     """Return a ``torch.device``: ``"auto"`` picks CUDA when present, else the CPU.
 
-    Never hard-code ``"cuda"`` in a notebook: ``DEVICE = "auto"`` runs everywhere.
+    Never hard-code ``"cuda"`` in a notebook: ``DEVICE = "auto"`` runs everywhere. ``"mps"``
+    (Apple silicon) must be asked for by name: it has not been tested on Apple hardware here
+    (the diffusion schedules fall back to float32 there, as MPS holds no float64).
     """
     import torch
 
