@@ -75,6 +75,8 @@ def test_ease_tune_picks_the_best_validation_lambda_and_returns_it_fitted(data):
     assert valid[1e5] < max(valid.values())                  # the grid matters on this data
     with pytest.raises(ValueError, match="lambdas is empty"):
         EASE.tune(data, [], progress=False)
+    from_tensor, valid_t = EASE.tune(data, torch.tensor(lambdas), progress=False)   # any sequence
+    assert from_tensor.lam == model.lam and valid_t == pytest.approx(valid)
 
 
 def test_multivae_shapes_and_annealing():

@@ -119,8 +119,10 @@ def test_two_learning_rates():
 def test_bad_configuration_raises():
     with pytest.raises(ValueError, match="one cluster label per item"):
         LDiffRec(10, clusters=UNEVEN)
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ValueError, match=r"encoder_dims \[2\] are too small"):
         LDiffRec(12, clusters=UNEVEN, encoder_dims=[2])
+    with pytest.raises(ValueError, match=r"decoder_dims \[2\] are too small"):   # not the encoder's
+        LDiffRec(12, clusters=UNEVEN, encoder_dims=[30], decoder_dims=[2])
     with pytest.raises(ValueError, match="no empty cluster"):
         ClusterVAE(np.array([0, 0, 2, 2]))
     with pytest.raises(ValueError, match="cluster labels must be 0..C-1, got -1"):

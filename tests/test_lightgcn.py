@@ -28,6 +28,15 @@ def test_normalized_adjacency_by_hand():
     expected[0, 3] = expected[3, 0] = 1 / np.sqrt(2 * 1)
     expected[1, 2] = expected[2, 1] = 1 / np.sqrt(1 * 2)
     np.testing.assert_allclose(A, expected, rtol=1e-6)
+    weighted = sp.csr_matrix(np.array([[0.5, 0.25, 0], [2.0, 0, 0]], dtype=np.float32))
+    np.testing.assert_allclose(normalized_adjacency(weighted).toarray(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(weighted.data, [0.5, 0.25, 2.0])    # the caller's values stay
+
+
+def test_score_is_plain_inference():
+    model = LightGCN(tiny_data(), dim=4, layers=1)
+    scores = model.score(tiny_data(), [0, 1])
+    assert scores.shape == (2, 3) and not scores.requires_grad
 
 
 def test_bpr_loss_by_hand():

@@ -70,6 +70,7 @@ class EASE:
             raise ValueError("lambdas is empty; pass the values to try, e.g. [100, 300, 1000]")
         best, valid = None, {}
         for lam in tqdm(lambdas, desc="EASE lambda", disable=not progress, leave=False):
+            lam = float(lam)                  # plain keys, whatever the sequence holds (tensors too)
             model = cls(lam).fit(data)
             valid[lam] = evaluate(lambda u: model.score(data, u, "valid"), data, "valid")[metric]
             if best is None or valid[lam] > valid[best.lam]:

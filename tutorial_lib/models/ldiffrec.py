@@ -88,17 +88,18 @@ def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray
     return np.argsort(by_size)[labels].astype(np.int64)
 
 
-def latent_sizes(cluster_sizes: Sequence[int], dims: Sequence[int]) -> list[list[int]]:
+def latent_sizes(cluster_sizes: Sequence[int], dims: Sequence[int],
+                 what: str = "encoder_dims") -> list[list[int]]:
     """Per-cluster layer widths: cluster c gets int(I_c / I * h) of every width h (>= 1).
 
     The last cluster takes the remainder, so the widths of each layer sum to ``dims`` (the
     released code's split). Where that leaves the last cluster nothing (small clusters rounded
     up to 1), the layer is split by largest remainder after one unit per cluster instead.
-    Returns C lists, each as long as ``dims``.
+    Returns C lists, each as long as ``dims``; ``what`` names ``dims`` in the error.
     """
     sizes, total = list(cluster_sizes), sum(cluster_sizes)
     if min(dims) < len(sizes):
-        raise ValueError(f"encoder dims {list(dims)} are too small for {len(sizes)} clusters: "
+        raise ValueError(f"{what} {list(dims)} are too small for {len(sizes)} clusters: "
                          "every cluster needs at least one latent unit per layer")
     columns = []
     for h in dims:
@@ -169,7 +170,7 @@ class ClusterVAE(nn.Module):
         self.encoders = nn.ModuleList(
             _mlp([n, *w[:-1], 2 * w[-1]], final_tanh=True) for n, w in zip(self.cluster_sizes, widths))
         if decoder_dims:
-            hidden = [latent_sizes(self.cluster_sizes, decoder_dims)[c] for c in range(C)]
+            hidden = [latent_sizes(self.cluster_sizes, decoder_dims, "decoder_dims")[c] for c in range(C)]
             self.decoders = nn.ModuleList(
                 _mlp([d, *h, n], final_tanh=False)
                 for d, h, n in zip(self.latent_dims, hidden, self.cluster_sizes))

@@ -40,7 +40,7 @@ def normalized_adjacency(train: sp.spmatrix) -> sp.csr_matrix:
 
     Users are nodes 0..U-1, items U..U+I-1. Isolated nodes (degree 0) keep a zero row.
     """
-    R = sp.csr_matrix(train, dtype=np.float32)
+    R = sp.csr_matrix(train, dtype=np.float32, copy=True)   # a copy: the caller's values stay
     R.data[:] = 1.0
     A = sp.bmat([[None, R], [R.T, None]], format="csr", dtype=np.float32)
     degree = np.asarray(A.sum(axis=1)).ravel()
@@ -140,6 +140,7 @@ class LightGCN(nn.Module):
               + e0[self.n_users + j].pow(2).sum()) / (2 * len(batch))
         return -nn.functional.logsigmoid(pos - neg).mean() + self.reg * l2
 
+    @torch.no_grad()
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
         """e_u . e_i for every item; (len(users), n_items)."""
         users_emb, items_emb = self.propagate()
