@@ -152,6 +152,11 @@ def test_interaction_data_validation():
         D.InteractionData(sp.csr_matrix((3, 3)), a, a)
     with pytest.raises(ValueError, match="one entry per user"):
         D.InteractionData(a, a, a, sequences=[[0], [1]])
+    # a {user: items} dict has one key per user; iterating it gave the user ids as the items
+    with pytest.raises(ValueError, match="sequences is a dict"):
+        D.InteractionData(a, a, a, sequences={0: [2, 1], 1: [0], 2: [1]})
+    with pytest.raises(ValueError, match="timestamps is a dict"):
+        D.InteractionData(a, a, a, sequences=[[0], [1], [2]], timestamps={0: [5], 1: [6], 2: [7]})
     with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
         D.InteractionData(a, a, a, sequences=[[0], [1], [3]])
     with pytest.raises(ValueError, match="differ in length"):

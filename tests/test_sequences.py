@@ -98,6 +98,10 @@ def test_bad_input_raises_clear_errors():
         SequenceBatches(hand_data(), max_len=0)
     with pytest.raises(ValueError, match="split"):
         eval_inputs(hand_data(), "train")
+    with pytest.raises(ValueError, match="is a dict"):
+        check_sequences({0: [1, 2]}, n_items=6)
+    with pytest.raises(ValueError, match="np.flatnonzero"):     # a mask is not a list of ids
+        eval_inputs(hand_data(), "valid", users=np.array([False, True]))
 
 
 def test_test_input_needs_leave_one_out_data():

@@ -98,3 +98,6 @@ def test_synthetic_bad_arguments():
         make_synthetic(noise_frac=0.9)
     with pytest.raises(ValueError, match="with no training click"):
         make_synthetic(n_users=300, interactions_per_user=6, valid_frac=0.35, test_frac=0.5)
+    # pools of 2 items cap histories at 2 clicks: the advice names the pool, not only the count
+    with pytest.raises(ValueError, match="enlarging the pool"):
+        make_synthetic(n_users=20, n_items=8, n_clusters=4, clusters_per_user=1, interactions_per_user=1)

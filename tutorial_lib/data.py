@@ -40,6 +40,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -55,6 +56,10 @@ __all__ = ["InteractionData", "load_diffrec_npy", "load_diffurec_pkl",
            "SPLITS", "pairs_to_csr", "group_by_user", "split_sizes"]
 
 SPLITS = ("random", "temporal", "loo")
+# per-user lists given as a dict: iterating it would yield the user ids, not their items
+DICT_PER_USER = ("{what} is a dict (e.g. DiffuRec's {{user: items}}); pass a list with one entry per "
+                 "user in row order, e.g. [d[u] for u in range(n_users)] if its keys are the 0-based "
+                 "user ids, or load DiffuRec's file with load_diffurec_pkl")
 
 
 # ----------------------------------------------------------------------------------------
@@ -128,6 +133,8 @@ class InteractionData:
                 raise ValueError(f"timestamps must be numbers or datetime64, got dtype kinds {sorted(kinds)}")
 
     def _check_per_user(self, lists, what, dtype=np.int64):
+        if isinstance(lists, Mapping):        # iterating a dict would give its keys, not the items
+            raise ValueError(DICT_PER_USER.format(what=what))
         if len(lists) != self.n_users:
             raise ValueError(f"{what} must have one entry per user ({self.n_users}), got {len(lists)}")
         return [np.asarray(x, dtype=dtype).reshape(-1) for x in lists]

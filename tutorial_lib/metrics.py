@@ -71,8 +71,9 @@ def _check_ks(ks) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
-def _as_ids(users) -> np.ndarray:
-    """``users`` as a NumPy array of integer ids (a bool mask or floats is an error)."""
+def as_ids(users) -> np.ndarray:
+    """``users`` (list, array or tensor) as a NumPy array of integer ids; a bool mask or floats
+    is an error (shared by the metrics and ``sequences.eval_inputs``)."""
     users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
     if users.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -84,7 +85,7 @@ def _as_ids(users) -> np.ndarray:
 
 def _check_users(users, n_users: int) -> np.ndarray:
     """User ids as a 1-D int64 array: integers in [0, n_users), each at most once."""
-    users = _as_ids(users)
+    users = as_ids(users)
     if users.size == 0:
         return users
     if users.ndim != 1 or users.min() < 0 or users.max() >= n_users:
@@ -224,7 +225,7 @@ class MetricAccumulator:
     def update(self, scores: torch.Tensor, truth, exclude=None, users=None) -> None:
         """Add one batch. ``users``: ``(B,)`` global ids of the rows (default 0..B-1)."""
         if users is not None:
-            users = _as_ids(users)
+            users = as_ids(users)
         per = per_user_topk(scores, truth, self.ks, exclude)
         for name in self.names:
             self.sums[name] += float(per[name].sum())

@@ -37,11 +37,14 @@ position a prefix): :func:`next_item_windows` gives inputs s[:-1] and targets s[
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .data import DICT_PER_USER
+from .metrics import as_ids
 
 PAD = 0
 MAX_LEN = 50
@@ -55,6 +58,8 @@ def check_sequences(sequences: Sequence[np.ndarray] | None, n_items: int) -> lis
     if sequences is None:
         raise ValueError("the data has no sequences (InteractionData.sequences is None); "
                          "sequential models need each user's training items in time order")
+    if isinstance(sequences, Mapping):
+        raise ValueError(DICT_PER_USER.format(what="sequences"))
     seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
     flat = np.concatenate(seqs) if seqs else np.zeros(0, np.int64)
     if len(flat) and (flat.min() < 0 or flat.max() >= n_items):
@@ -230,7 +235,7 @@ def eval_inputs(data, split: str, users=None, max_len: int = MAX_LEN) -> torch.T
         raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
     max_len = _check_max_len(max_len)
     seqs = check_sequences(data.sequences, data.n_items)
-    users = np.arange(data.n_users) if users is None else np.asarray(torch.as_tensor(users).cpu()).reshape(-1)
+    users = np.arange(data.n_users) if users is None else as_ids(users).reshape(-1)
     if len(users) == 0:
         return torch.zeros((0, max_len), dtype=torch.long)
     if users.min() < 0 or users.max() >= data.n_users:

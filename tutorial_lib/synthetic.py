@@ -220,7 +220,9 @@ def _at_least_one_held_out(users, labels, valid_frac, test_frac):
     if no_train.any():
         raise ValueError(f"valid_frac={valid_frac} and test_frac={test_frac} leave {int(no_train.sum())} users "
                          f"(histories of {int(lengths[no_train].min())}+ clicks) with no training click; "
-                         "lower the fractions or raise interactions_per_user")
+                         "lower the fractions, or give users longer histories: raise interactions_per_user "
+                         "(at most half a user's interest pool of clusters_per_user * n_items // n_clusters "
+                         "items), enlarging the pool first if needed")
     return labels
 
 
