@@ -261,6 +261,20 @@ def test_time_limit_pauses_and_resume_continues_exactly(blocks, tmp_path):
         fit(ToyMF(), blocks, time_limit=10, **args)
 
 
+def test_resuming_a_paused_run_at_its_own_epoch_evaluates_it(blocks, tmp_path):
+    # paused after epoch 1 of 6 before any evaluation; resumed with epochs=1 (no more training)
+    args = dict(lr=0.05, checkpoint=tmp_path / "p.pt", **FAST | {"eval_every": 3})
+    h = fit(new_model(), blocks, epochs=6, time_limit=0, **args)
+    assert h.paused and h.epochs == 1 and h.valid == []
+    model = ToyMF()
+    h = fit(model, blocks, epochs=1, resume=True, **args)
+    assert not h.paused                                    # not the checkpoint's stale flag
+    assert [e for e, _ in h.valid] == [1] and h.best_epoch == 1 and h.best_test
+    assert h.best_valid == evaluate(lambda u: model.score(blocks, u), blocks, "valid", ks=(10,))
+    again = fit(ToyMF(), blocks, epochs=1, resume=True, **args)
+    assert [e for e, _ in again.valid] == [1]              # evaluated once, not once per call
+
+
 def test_history_is_json_able_and_plots(blocks):
     import matplotlib
     matplotlib.use("Agg")
@@ -272,6 +286,11 @@ def test_history_is_json_able_and_plots(blocks):
     assert history.seconds_per_epoch > 0 and history.device == "cpu"
     fig = history.plot()
     assert len(fig.axes) == 2
+    assert len(history.plot("recall@10").axes[1].lines) == 2 + 1     # valid, test, best-epoch line
+    with pytest.raises(ValueError, match=r"no 'recall@50' in this History; it has \['hr@10'"):
+        history.plot(["recall@50"])
+    with pytest.raises(ValueError, match="two Axes"):
+        history.plot(ax=matplotlib.pyplot.subplots()[1])
 
 
 def test_test_split_evaluated_only_when_validation_improves(blocks):
@@ -311,6 +330,10 @@ def test_to_device_moves_nested_batches():
     moved = to_device(batch, torch.device("meta"))
     assert moved["a"].device.type == moved["b"][1][0].device.type == "meta"
     assert isinstance(moved["b"], tuple) and moved["n"] == 3
+    from collections import namedtuple
+    Batch = namedtuple("Batch", "x users")
+    moved = to_device(Batch(torch.ones(2), None), torch.device("meta"))
+    assert type(moved) is Batch and moved.x.device.type == "meta" and moved.users is None
 
 
 class ClosedForm(torch.nn.Module):

@@ -85,10 +85,20 @@ class History:
         return cls(**d)
 
     def plot(self, metrics=None, ax=None):
-        """Training loss and validation curves (best epoch marked); returns the figure."""
+        """Training loss and validation curves (best epoch marked); returns the figure.
+
+        metrics: a name or a list of names (default: the selection metric); ax: two Axes
+        (loss, evaluation), e.g. from ``plt.subplots(1, 2)``.
+        """
         import matplotlib.pyplot as plt
 
-        metrics = [self.metric] if metrics is None else list(metrics)
+        metrics = [self.metric] if metrics is None else [metrics] if isinstance(metrics, str) else list(metrics)
+        known = set(self.valid[0][1]) if self.valid else set()
+        unknown = [m for m in metrics if self.valid and m not in known]
+        if unknown:
+            raise ValueError(f"no {unknown[0]!r} in this History; it has {sorted(known)}")
+        if ax is not None and len(np.atleast_1d(ax)) != 2:
+            raise ValueError("ax must be two Axes (loss, evaluation), e.g. plt.subplots(1, 2)[1]")
         if ax is None:
             fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
         fig = ax[0].figure
@@ -112,6 +122,8 @@ def to_device(batch, device):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):       # a namedtuple
+        return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (tuple, list)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
@@ -226,7 +238,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         checkpoint: path written (atomically) at every evaluation.
         resume: continue from ``checkpoint`` if it exists (else start afresh); a run that
             stopped early stays stopped, one that reached its ``epochs`` trains on to a
-            larger ``epochs``.
+            larger ``epochs``, and one paused at or beyond ``epochs`` is evaluated there.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see ``tutorial_lib.device``).
         seed: seeds Python, NumPy, torch and the batch-order generator.
         progress: show a tqdm bar over epochs with the loss and metric.
@@ -263,6 +275,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         history = History.from_dict(ckpt["history"])
         history.device = str(dev)
         _set_rng_state(ckpt["rng"], generator)
+        history.paused = False                # this call decides afresh
         if history.stopped_early:             # else: a larger ``epochs`` trains on
             start = epochs + 1
 
@@ -282,9 +295,34 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         finally:
             model.train()
 
+    def evaluate_epoch(epoch: int) -> bool:
+        """Validate (and test) after ``epoch``, keep the best weights, checkpoint; True: stop."""
+        nonlocal best_state
+        t0 = time.perf_counter()
+        valid = run_eval("valid")
+        history.valid.append((epoch, valid))
+        improved = valid[metric] > history.best_valid.get(metric, -math.inf)
+        if improved:                          # kept before the test pass, which can be interrupted
+            history.best_epoch, history.best_valid, history.best_test = epoch, valid, {}
+            best_state = _cpu_state(model)
+        if test is True or (test == "best" and improved):
+            history.test.append((epoch, run_eval("test")))
+            if improved:
+                history.best_test = history.test[-1][1]
+        history.eval_seconds += time.perf_counter() - t0
+        stop = patience is not None and epoch - history.best_epoch >= patience
+        history.stopped_early = stop and epoch < epochs
+        history.paused = history.paused and not stop
+        if path is not None:
+            save(epoch, finished=stop or epoch >= epochs)
+        return stop
+
     bar = tqdm(range(start, epochs + 1), desc="epochs", disable=not progress,
                initial=start - 1, total=epochs)
     try:
+        if (start > epochs and saved_epoch is not None and not history.stopped_early
+                and (not history.valid or history.valid[-1][0] != saved_epoch)):
+            evaluate_epoch(saved_epoch)       # paused before its last evaluation: evaluate it now
         for epoch in bar:
             model.train()
             t0, total, n_batches, stop = time.perf_counter(), 0.0, 0, False
@@ -311,24 +349,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                               and time.perf_counter() - started >= time_limit)
 
             if epoch % eval_every == 0 or epoch == epochs:
-                t0 = time.perf_counter()
-                valid = run_eval("valid")
-                history.valid.append((epoch, valid))
-                improved = valid[metric] > history.best_valid.get(metric, -math.inf)
-                if improved:                  # kept before the test pass, which can be interrupted
-                    history.best_epoch, history.best_valid, history.best_test = epoch, valid, {}
-                    best_state = _cpu_state(model)
-                if test is True or (test == "best" and improved):
-                    history.test.append((epoch, run_eval("test")))
-                    if improved:
-                        history.best_test = history.test[-1][1]
-                history.eval_seconds += time.perf_counter() - t0
-                stop = patience is not None and epoch - history.best_epoch >= patience
-                history.stopped_early = stop and epoch < epochs
-                history.paused = history.paused and not stop
-                if path is not None:
-                    save(epoch, finished=stop or epoch == epochs)
-                postfix[metric] = f"{valid[metric]:.4f}"
+                stop = evaluate_epoch(epoch)
+                postfix[metric] = f"{history.valid[-1][1][metric]:.4f}"
                 postfix["best"] = f"{history.best_valid[metric]:.4f}@{history.best_epoch}"
             elif history.paused:
                 save(epoch, finished=False)
