@@ -91,6 +91,17 @@ def test_record_rejects(name, value, match):
         record_bundle(name, value)
 
 
+def test_the_timeout_bounds_the_whole_notebook():
+    """Each cell gets what is left of the notebook's time, fractions included; none is left: an error
+    (the old rule gave every cell at least 1 s, so many short cells never timed out)."""
+    import time
+
+    from tutorial_lib.notebook import _time_left
+    assert 0 < _time_left(time.monotonic() + 0.5, 10) <= 0.5
+    with pytest.raises(TimeoutError, match="ran past its timeout of 10 s"):
+        _time_left(time.monotonic() - 0.01, 10)
+
+
 def test_read_notebook_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no notebook"):
         read_notebook(tmp_path / "absent.ipynb")

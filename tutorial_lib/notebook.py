@@ -161,8 +161,16 @@ def execute(notebook, out, parameters=None, timeout: float = DEFAULT_TIMEOUT,
     pm.execute_notebook(
         str(notebook), str(out), parameters=dict(FAST_PARAMETERS if parameters is None else parameters),
         kernel_name="python3", cwd=str(notebook.parent.resolve()), progress_bar=progress,
-        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
+        timeout_func=lambda cell: _time_left(deadline, timeout))
     return time.monotonic() - start
+
+
+def _time_left(deadline: float, timeout: float) -> float:
+    """Seconds the next cell may run so that the whole notebook ends by ``deadline``."""
+    left = deadline - time.monotonic()
+    if left <= 0:                  # (a cell timeout of 0 would mean "no limit" to nbclient)
+        raise TimeoutError(f"the notebook ran past its timeout of {timeout:g} s")
+    return left
 
 
 def to_html(notebook, out) -> Path:
@@ -204,7 +212,7 @@ def refresh(notebook, timeout: float = DEFAULT_TIMEOUT) -> float:
     start = time.monotonic()
     deadline = start + timeout
     NotebookClient(nb, kernel_name="python3", record_timing=False, store_widget_state=True,
-                   timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+                   timeout_func=lambda cell: _time_left(deadline, timeout),
                    resources={"metadata": {"path": str(notebook.parent.resolve())}}).execute()
     nbformat.write(nb, notebook)
     return time.monotonic() - start
