@@ -102,6 +102,10 @@ def test_diffurec_bad_input(seq_data):
     with pytest.raises(ValueError, match=r"window ids must be in \[0, 200\]"):
         model.loss((windows * 201, torch.zeros(4, dtype=torch.long)))
     assert model.score(seq_data, torch.zeros(0, dtype=torch.long)).shape == (0, 200)
+    model.eval()
+    torch.testing.assert_close(model.score(seq_data, 3, "test"), model.score(seq_data, [3], "test"))
+    with pytest.raises(ValueError, match="hidden must be an even number >= 2"):    # at once, not at first use
+        DiffuRec(10, hidden=15, heads=3)
 
 
 def test_training_windows_follow_the_data_object_not_its_id(monkeypatch):

@@ -94,6 +94,8 @@ def test_sasrec_bad_input():
         SASRec(0)
     with pytest.raises(ValueError, match="divisible"):
         SASRec(10, hidden=10, heads=3)
+    with pytest.raises(ValueError, match="heads must be a positive integer, got 0"):
+        SASRec(10, hidden=16, heads=0)
     data = loo_synthetic(n_users=20, n_items=40, interactions_per_user=5)[0]
     data.sequences = None
     with pytest.raises(ValueError, match="no sequences"):

@@ -98,6 +98,8 @@ def test_bad_input_raises_clear_errors():
         SequenceBatches(hand_data(), max_len=0)
     with pytest.raises(ValueError, match="split"):
         eval_inputs(hand_data(), "train")
+    with pytest.raises(ValueError, match="chunk_size must be None or a positive integer, got 0"):
+        length_chunks(torch.ones(3, 4, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="is a dict"):
         check_sequences({0: [1, 2]}, n_items=6)
     with pytest.raises(ValueError, match="np.flatnonzero"):     # a mask is not a list of ids

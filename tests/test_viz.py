@@ -84,6 +84,16 @@ def test_recommend_never_lists_seen_items(synthetic):
     assert len(top) == data.n_items - data.train[0].nnz and not set(top) & set(data.train[0].indices)
 
 
+def test_forward_clouds_default_steps_follow_the_models_t():
+    model = DiffuRec(30, hidden=8, heads=2, n_blocks=1, T=6)
+    fig = viz_diffurec.draw_forward_clouds(model, n=5).figure
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert [s for s in labels if s.startswith("x_t")] == ["x_t, t = 1", "x_t, t = 3", "x_t, t = 6"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"steps are 1-based and must lie in \[1, 6\]"):
+        viz_diffurec.draw_forward_clouds(model, steps=(1, 32), n=5)
+
+
 def test_item_clusters_plot_takes_a_tensor_with_grad():
     emb = torch.randn(30, 4, requires_grad=True)
     fig = viz_ldiffrec.plot_item_clusters(emb, np.arange(30) % 3)

@@ -48,13 +48,18 @@ class ItemMap:
         return self.pca.transform(x.reshape(-1, self.items.shape[1]))
 
 
-def draw_forward_clouds(model, items=(0, 1, 2), steps=(1, 8, 16, 32), n: int = 200, seed: int = 0,
+def draw_forward_clouds(model, items=(0, 1, 2), steps=None, n: int = 200, seed: int = 0,
                         item_map: ItemMap | None = None, ax=None):
     """Samples of q(x_t | e_i) = N(sqrt(alpha_bar_t) e_i, (1 - alpha_bar_t) I) in the item map.
 
-    steps are 1-based (paper) steps. The larger t, the wider and more central each cloud: the
-    item becomes a distribution that overlaps its neighbours', which DiffuRec exploits.
+    steps are 1-based (paper) steps, default (1, T/4, T/2, T). The larger t, the wider and more
+    central each cloud: the item becomes a distribution that overlaps its neighbours', which
+    DiffuRec exploits.
     """
+    T = model.T
+    steps = sorted({1, max(1, T // 4), max(1, T // 2), T}) if steps is None else list(steps)
+    if any(not 1 <= s <= T for s in steps):
+        raise ValueError(f"steps are 1-based and must lie in [1, {T}] for this model, got {steps}")
     item_map = item_map or ItemMap(model)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))

@@ -33,8 +33,9 @@ does (RESULTS.md): PAD query rows blanked, PAD keys attended, windows never trim
 ``max_len`` wide), so the amount of padding changes the output.
 Speed: the last block computes the last position only (exact), and on a CPU batches are sorted
 by length and trimmed of padding chunk by chunk (``sequences.length_chunks``; exact for the
-network, but the noise is drawn chunk by chunk, so ``chunk_size`` and the device decide which
-user gets which draw: the same settings on the same device repeat exactly).
+network, but the noise is drawn chunk by chunk, lambda at the chunk's trimmed width, so
+``chunk_size``, the other users in a chunk and the device decide which user gets which draw:
+the same settings on the same device repeat exactly).
 """
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ class DiffuRec(nn.Module):
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
+        if hidden < 2 or hidden % 2:
+            raise ValueError(f"hidden must be an even number >= 2 (the sinusoidal step embedding "
+                             f"has hidden / 2 frequencies), got {hidden}")
         self.n_items, self.hidden, self.max_len = n_items, hidden, max_len
         self.release_padding = release_padding
         self.chunk_size, self.amp, self.eval_seed = chunk_size, amp, eval_seed
@@ -200,7 +204,7 @@ class DiffuRec(nn.Module):
         """(len(users), n_items): x_0 . e_i after the reverse chain from noise. Seeded: the same
         users (in the same batches) give the same scores every time."""
         dev = self.item_emb.weight.device
-        users = torch.as_tensor(users)
+        users = torch.as_tensor(users).reshape(-1)                 # one id is a batch of one
         windows = eval_inputs(data, split, users, self.max_len).to(dev)
         gen = self.generator_for(users, dev) if generator is None else generator
         out = torch.empty(len(windows), self.n_items, device=dev)

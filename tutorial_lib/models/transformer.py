@@ -65,6 +65,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"heads must be a positive integer, got {heads!r}")
         if d % heads:
             raise ValueError(f"hidden size {d} must be divisible by the number of heads {heads}")
         self.heads, self.dropout = heads, dropout
