@@ -30,21 +30,33 @@ FAMILIES = {
     "sasrec": "sequential", "diffurec": "sequential", "seqdiffrec": "seqdiffrec",
 }
 SEQUENTIAL = ("sequential", "seqdiffrec")          # the families that run in pieces
+# family -> the data sets its recipes read; the first is the default
+DATASETS = {"diffrec": ("ml-1m_clean", "synthetic"), "ldiffrec": ("ml-1m_clean", "synthetic"),
+            "sequential": ("amazon_beauty", "synthetic"), "seqdiffrec": ("amazon_beauty", "synthetic")}
 DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "datasets"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 would silently mean "the recipe's default")."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model", choices=sorted(FAMILIES))
-    p.add_argument("--dataset", default="ml-1m_clean",
-                   help="ml-1m_clean, amazon_beauty or synthetic")
+    p.add_argument("--dataset", default=None,
+                   help="ml-1m_clean (default) or synthetic for the DiffRec family; amazon_beauty "
+                        "(default) or synthetic for sasrec, diffurec and seqdiffrec")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch budget")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the recipe's epoch budget")
     p.add_argument("--fast", action="store_true", help="a short smoke run, not the paper's settings")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--log-every", type=int, default=None, metavar="N",
+    p.add_argument("--log-every", type=positive_int, default=None, metavar="N",
                    help="print a line every N epochs (training seconds, loss, validation): "
                         "a readable log for long runs without a progress bar")
     p.add_argument("--checkpoint", default=None,
@@ -56,7 +68,12 @@ def parse_args(argv=None):
     p.add_argument("--release-padding", action="store_true",
                    help="diffurec only, an ablation: the released code's padding mask (padding "
                         "then changes the output; see tutorial_lib/models/diffurec.py)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    choices = DATASETS[FAMILIES[args.model]]
+    args.dataset = choices[0] if args.dataset is None else args.dataset
+    if args.dataset not in choices:
+        p.error(f"{args.model} runs on {' or '.join(choices)}, not {args.dataset!r}")
+    return args
 
 
 def main(argv=None) -> dict:

@@ -123,6 +123,19 @@ def test_release_padding_ablation_reaches_the_model_and_only_diffurec():
         reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--release-padding"])
 
 
+def test_command_line_refuses_what_it_would_misread(capsys):
+    for argv, message in ((["sasrec", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+                          (["sasrec", "--log-every", "-1"], "--log-every: must be a positive integer"),
+                          (["diffrec", "--dataset", "amazon_beauty"],
+                           "diffrec runs on ml-1m_clean or synthetic, not 'amazon_beauty'")):
+        with pytest.raises(SystemExit):
+            reproduce.parse_args(argv)
+        assert message in capsys.readouterr().err
+    # each family's default data set is one it can read
+    assert reproduce.parse_args(["diffurec"]).dataset == "amazon_beauty"
+    assert reproduce.parse_args(["ldiffrec"]).dataset == "ml-1m_clean"
+
+
 def test_time_limit_without_checkpoint_is_refused():
     with pytest.raises(SystemExit, match="checkpoint"):
         reproduce.main(["sasrec", "--dataset", "synthetic", "--fast", "--time-limit", "60"])

@@ -70,6 +70,12 @@ def test_diffrec_bad_configuration(kwargs, message):
         DiffRec(100, **kwargs)
 
 
+def test_linear_schedule_uses_the_noise_settings_as_released():
+    # the released code: beta_t linear from noise_scale * noise_min to noise_scale * noise_max
+    model = DiffRec(100, noise_schedule="linear", noise_scale=0.1, noise_min=0.01, noise_max=0.05, T=5)
+    torch.testing.assert_close(model.diffusion.betas, torch.linspace(0.001, 0.005, 5, dtype=torch.float64))
+
+
 def test_mlp_rejects_wrong_input_width():
     net = DiffRecMLP([10, 5], [5, 10])
     with pytest.raises(ValueError, match="x_t must have shape"):
@@ -136,6 +142,14 @@ def test_score_equals_the_reverse_chain_from_the_training_row(data):
     x = torch.as_tensor(data.train[users.numpy()].toarray())
     expected = model.diffusion.p_sample(model.denoiser, x, steps=0)
     torch.testing.assert_close(model.score(data, users), expected)
+    torch.testing.assert_close(model.score(data, 4), expected[2:])            # one id: a batch of one
+
+
+def test_one_user_id_scores_as_a_batch_of_one_without_the_cache(data, monkeypatch):
+    import tutorial_lib.models.diffrec as diffrec_module
+    monkeypatch.setattr(diffrec_module, "SCORE_CACHE_LIMIT", 0)               # as on a large data set
+    model = DiffRec(data.n_items, **SMALL, sampling_noise=True, sampling_steps=2).eval()
+    assert model.score(data, 4).shape == (1, data.n_items)
 
 
 def test_checkpoint_resume_gives_the_same_model(data, tmp_path):

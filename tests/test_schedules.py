@@ -57,6 +57,9 @@ def test_sqrt_matches_closed_form():
     T = 100
     ab = schedules.alpha_bar(schedules.sqrt(T))
     assert ab[49].item() == pytest.approx(1 - math.sqrt(0.5 + 1e-4), rel=1e-9)
+    # s >= 1/T: the last two alpha_bar are <= 0 (no signal); those steps take the largest beta
+    long = schedules.sqrt(10_000)
+    assert long[-2:].tolist() == [schedules.MAX_BETA] * 2 and (long[:-2] < schedules.MAX_BETA).all()
 
 
 def test_quadratic_sqrt_betas_linear():

@@ -268,7 +268,7 @@ class GaussianDiffusion(nn.Module):
         which is 2 beta~-scaled KL up to the 1/D of the mean. eps-prediction: mse of the noise,
         weighted as DiffRec's released code does, (1 - ab_t) / ((1 - ab_{t-1})^2 alpha_t), with
         the x0-MSE/2 at t = 1. That weight is the release's, kept for parity: it is NOT the KL
-        factor beta_t / (2 alpha_t (1 - ab_{t-1})) of notebook 02 (it is 2.5x to 600x larger on
+        factor beta_t / (2 alpha_t (1 - ab_{t-1})) of notebook 02 (it is 5x to 1200x larger on
         a linear T = 50 schedule). The papers' models predict x0, whose weight is the KL's.
         Returns ``loss`` (B,) (weighted when ``reweight``), ``mse`` (B,), ``x_t`` and ``output``.
         """

@@ -82,9 +82,10 @@ def sqrt(T: int, s: float = 1e-4) -> torch.Tensor:
     """Diffusion-LM's schedule: alpha_bar(t) = 1 - sqrt(t/T + s)."""
     T = _check_T(T)
     t = torch.arange(1, T + 1, dtype=torch.float64) / T
-    alpha_bar = 1 - torch.sqrt(t + s)
-    alpha_bar = alpha_bar.clamp(min=1e-12)
-    return _validate(betas_from_alpha_bar(alpha_bar), "sqrt")
+    raw = 1 - torch.sqrt(t + s)                  # <= 0 at the last steps when s >= 1/T
+    betas = betas_from_alpha_bar(raw.clamp(min=1e-12))
+    betas[raw <= 0] = MAX_BETA                   # all signal gone: the largest step allowed
+    return _validate(betas, "sqrt")
 
 
 def cosine(T: int, s: float = 0.008) -> torch.Tensor:

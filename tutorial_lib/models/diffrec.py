@@ -130,7 +130,10 @@ def mlp_dims(n_items: int, dims: Sequence[int]) -> tuple[list[int], list[int]]:
 class DiffRec(nn.Module):
     """DiffRec: ``GaussianDiffusion`` + ``DiffRecMLP`` + ``StepSampler``, in the model protocol.
 
-    Defaults are the paper's best ML-1M settings. ``sampling_steps`` noises the input before
+    Defaults are the paper's best ML-1M settings. ``noise_scale``, ``noise_min`` and
+    ``noise_max`` set the ``"linear-var"`` schedule (1 - alpha_bar_t linear) and, as in the
+    released code, the ``"linear"`` one (beta_t linear from scale x min to scale x max); the
+    other schedules ignore them. ``sampling_steps`` noises the input before
     the reverse chain at inference (0 = start from the un-noised row); ``input_fn(data)``
     returns the (n_users, n_items) matrix fed as x_0 (default ``data.train``; T-DiffRec
     passes time-weighted rows).
@@ -152,8 +155,12 @@ class DiffRec(nn.Module):
             raise ValueError(f"T (number of diffusion steps) must be a positive integer, got {T!r}")
         if not 0 <= sampling_steps <= T:
             raise ValueError(f"sampling_steps must lie in [0, T={T}], got {sampling_steps}")
-        kw = ({"noise_scale": noise_scale, "noise_min": noise_min, "noise_max": noise_max}
-              if noise_schedule in ("linear-var", "linear_var") else {})
+        if noise_schedule in ("linear-var", "linear_var"):
+            kw = {"noise_scale": noise_scale, "noise_min": noise_min, "noise_max": noise_max}
+        elif noise_schedule == "linear":      # as released: beta_t itself linear in the same bounds
+            kw = {"beta_start": noise_scale * noise_min, "beta_end": noise_scale * noise_max}
+        else:                                 # the other schedules have no noise settings
+            kw = {}
         self.n_items, self.reweight = int(n_items), reweight
         self.sampling_steps, self.sampling_noise, self.input_fn = sampling_steps, sampling_noise, input_fn
         self.denoiser = DiffRecMLP(*mlp_dims(self.n_items, dims), emb_size=emb_size, norm=norm,
@@ -282,7 +289,7 @@ class DiffRec(nn.Module):
         valid and test: one reverse chain per evaluation instead of two.
         """
         x = self.input_matrix(data)
-        users = torch.as_tensor(users, dtype=torch.long, device=x.device)
+        users = torch.as_tensor(users, dtype=torch.long, device=x.device).reshape(-1)   # one id: a batch of one
         if x.numel() > SCORE_CACHE_LIMIT:
             return self.predict(x[users])
         # the key: the weights, train/eval mode, and the inference settings predict() reads
