@@ -89,9 +89,50 @@ def test_forward_clouds_default_steps_follow_the_models_t():
     fig = viz_diffurec.draw_forward_clouds(model, n=5).figure
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert [s for s in labels if s.startswith("x_t")] == ["x_t, t = 1", "x_t, t = 3", "x_t, t = 6"]
+    assert "e_i (3 items)" in labels
     plt.close(fig)
+    one = viz_diffurec.draw_forward_clouds(model, items=(5,), n=5).figure
+    assert "e_i (1 items)" in [t.get_text() for t in one.axes[0].get_legend().get_texts()]
+    plt.close(one)
     with pytest.raises(ValueError, match=r"steps are 1-based and must lie in \[1, 6\]"):
         viz_diffurec.draw_forward_clouds(model, steps=(1, 32), n=5)
+
+
+def test_trajectory_twin_and_labels_follow_the_explorer_and_the_split(synthetic):
+    data, truth = synthetic
+    model = DiffRec(data.n_items, dims=[16], T=4).eval()
+    traj = viz_diffrec.denoising_trajectory(model, data, 0, truth, split="valid")
+    fig = viz_diffrec.draw_trajectory_step(traj)                       # the explorer opens at the input
+    assert fig.axes[0].get_title() == "x_4 (input)"
+    assert "held-out (valid) item" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    with pytest.raises(ValueError, match="unknown split"):
+        viz_diffrec.denoising_trajectory(model, data, 0, truth, split="train")
+
+
+def test_sample_diversity_takes_popularity_as_its_baseline(loo):
+    from tutorial_lib.models.popularity import Popularity
+    model = DiffuRec(loo.n_items, hidden=16, n_blocks=1, heads=2, T=4).eval()
+    table = viz_diffurec.sample_diversity(model, loo, range(3), n_samples=2, k=5, baseline=Popularity().fit(loo))
+    assert set(table["model"]) == {"DiffuRec", "Popularity"}
+
+
+def test_training_cost_counts_the_weights_once():
+    class TwoLayers(torch.nn.Module):                 # autograd saves the 1000 x 1000 weight too
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(1000, 1000)
+
+        def loss(self, x):
+            return self.lin(torch.tanh(self.lin(x))).pow(2).mean()
+
+    cost = viz_ldiffrec.training_cost(TwoLayers(), torch.randn(1, 1000))
+    assert cost["weights_mb"] == pytest.approx(8 * 1_001_000 / 2 ** 20)
+    assert cost["activations_mb"] < 0.05            # a few 1000-wide rows, not the 3.8 MB weight
+
+
+def test_kl_vs_mse_plot_takes_tensors_with_grad():
+    kl = torch.rand(4, requires_grad=True) + 0.1
+    assert viz_seqdiffrec.plot_kl_vs_mse(torch.arange(2, 6), kl, kl * 1.0, torch.rand(4)) is not None
 
 
 def test_item_clusters_plot_takes_a_tensor_with_grad():

@@ -33,8 +33,9 @@ class Trajectory:
     order: np.ndarray          # item order for the x axis (true preference, else final score)
     train: np.ndarray          # item ids of the training row
     noise: np.ndarray          # item ids of injected false-positive clicks (subset of train)
-    held_out: np.ndarray       # item ids of the user's test items
+    held_out: np.ndarray       # item ids of the user's held-out items in ``split``
     ordered_by: str
+    split: str = "test"
 
     @property
     def T(self) -> int:
@@ -52,6 +53,8 @@ def denoising_trajectories(model, data, users, truth=None, split: str = "test") 
     One batched reverse chain for all ``users``. truth: ``SyntheticTruth`` (optional):
     orders the items by true preference and marks the injected noise clicks.
     """
+    if split not in ("valid", "test"):
+        raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
     users = [int(u) for u in np.atleast_1d(np.asarray(users))]
     if any(not 0 <= u < data.n_users for u in users):
         raise ValueError(f"users must be in [0, {data.n_users}), got {users}")
@@ -71,7 +74,7 @@ def denoising_trajectories(model, data, users, truth=None, split: str = "test") 
             order, by = np.argsort(-states[-1, b], kind="stable"), "final score"
             noise = np.zeros(0, dtype=np.int64)
         out.append(Trajectory(user, states[:, b], order, _row_items(data.train, user), noise,
-                              _row_items(held, user), by))
+                              _row_items(held, user), by, split))
     return out
 
 
@@ -133,7 +136,7 @@ def _draw_state(traj: Trajectory, k_index: int, ax, k: int = 10, legend: bool = 
         ax.scatter(pos[traj.noise], traj.states[k_index][traj.noise], s=28, marker="x",
                    color="tab:red", label="injected noise click")
     ax.scatter(pos[traj.held_out], traj.states[k_index][traj.held_out], s=26, facecolors="none",
-               edgecolors="tab:green", label="held-out (test) item")
+               edgecolors="tab:green", label=f"held-out ({traj.split}) item")
     top = [i for i, _, _ in top_k(traj, k_index, k)]
     ax.scatter(pos[top], traj.states[k_index][top], s=60, marker="|", color="black", label=f"top-{k}")
     ax.set(title=_step_label(traj, k_index), xlabel=f"items, by {traj.ordered_by}")
@@ -141,9 +144,9 @@ def _draw_state(traj: Trajectory, k_index: int, ax, k: int = 10, legend: bool = 
         ax.legend(fontsize=7, loc="upper right")
 
 
-def draw_trajectory_step(traj: Trajectory, k_index: int | None = None, k: int = 10):
-    """The explorer's figure at state ``k_index`` (default: the output): x_t, top-k, noise rank."""
-    k_index = traj.T if k_index is None else k_index
+def draw_trajectory_step(traj: Trajectory, k_index: int = 0, k: int = 10):
+    """The explorer's figure at state ``k_index``: x_t, top-k, noise rank. The default 0 is the
+    input, where the explorer's slider starts; ``traj.T`` is the output (the scores)."""
     if not 0 <= k_index <= traj.T:
         raise ValueError(f"k_index must be in [0, {traj.T}], got {k_index}")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1.2, 1.6]})

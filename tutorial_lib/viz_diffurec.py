@@ -75,7 +75,7 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=None, n: int = 200, seed: 
             ax.scatter(*item_map.project(xt).T, s=3, color=c, alpha=0.35,
                        label=f"x_t, t = {s}" if j == 0 else None)
         ax.scatter(*item_map.xy[item], marker="*", s=250, c="crimson", ec="k", zorder=5,
-                   label="e_i (three items)" if j == 0 else None)
+                   label=f"e_i ({len(items)} items)" if j == 0 else None)
     ax.set(title="an item as a distribution: q(x_t | e_i)", xlabel="PC 1", ylabel="PC 2")
     legend = ax.legend(fontsize=7, loc="best")
     for handle in legend.legend_handles:
@@ -197,7 +197,8 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
     df = pd.DataFrame({"model": "DiffuRec", "user": users, **rows})
     df["coverage"] = df["distinct"] / (n_samples * k)
     if baseline is not None:
-        baseline.eval()
+        if hasattr(baseline, "eval"):            # a torch model; Popularity has no modes
+            baseline.eval()
         top = torch.topk(baseline.score(data, torch.as_tensor(users), split), k).indices.cpu().numpy()
         hit = (top == truth[:, None]).any(1).astype(float)
         base = pd.DataFrame({"model": type(baseline).__name__, "user": users, "distinct": k,

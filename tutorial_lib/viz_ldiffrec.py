@@ -199,15 +199,17 @@ def training_cost(model, x: torch.Tensor) -> dict:
 
     ``weights_mb``: parameters + their gradients (4 + 4 bytes each, float32);
     ``activations_mb``: the tensors autograd saves for the backward pass (counted once per
-    storage with ``torch.autograd.graph.saved_tensors_hooks``). Adam's two moments would add
-    another 8 bytes per parameter.
+    storage with ``torch.autograd.graph.saved_tensors_hooks``; the weights it saves too are
+    already in ``weights_mb``). Adam's two moments would add another 8 bytes per parameter.
     """
     seen: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     def pack(t):
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
             storage = t.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
+            if storage.data_ptr() not in weights:
+                seen[storage.data_ptr()] = storage.nbytes()
         return t
 
     model.train()

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .metrics import evaluate
+from .viz import _np
 from .viz import show as show_figure
 
 
@@ -70,7 +71,7 @@ def draw_transitions(ax=None):
 # =========================================================================== MSE vs KL
 def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
     """Per paper step: KL and weighted MSE (should coincide) and the dropped weight (log)."""
-    steps, kl, weighted_mse, weight = (np.asarray(x, dtype=float) for x in (steps, kl, weighted_mse, weight))
+    steps, kl, weighted_mse, weight = (_np(x).astype(float) for x in (steps, kl, weighted_mse, weight))
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     axes[0].plot(steps, kl, lw=3, alpha=0.5, label="KL(q(h_{t-1}|h_t,h_0) || p_theta)")

@@ -99,7 +99,8 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
     Each step: a batch of x_0, steps t ~ sampler (uniform if None), loss = mean(loss_t / w_t)
     with w_t = T p_t (importance weights), Adam update, ``sampler.update(t, loss_t)``.
     History: ``loss`` (list per step) and, when ``snapshot_every``, ``p_t`` = list of
-    (step, p_t (T,) list) snapshots of the sampler's probabilities.
+    (updates so far, p_t (T,) list) snapshots of the sampler's probabilities: before the first
+    update, then after every ``snapshot_every``-th.
     """
     from ..diffusion import StepSampler
 
@@ -109,6 +110,8 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"loss": [], "p_t": []}
     model.train()
+    if snapshot_every:
+        history["p_t"].append((0, sampler.probabilities().tolist()))
     for step in tqdm(range(steps), desc="training", disable=not progress):
         idx = torch.randint(len(x0), (min(batch_size, len(x0)),), generator=generator)
         t, w = sampler.sample(len(idx), generator=generator)
@@ -120,7 +123,7 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
         opt.step()
         sampler.update(t, losses)
         history["loss"].append(loss.item())
-        if snapshot_every and step % snapshot_every == 0:
-            history["p_t"].append((step, sampler.probabilities().tolist()))
+        if snapshot_every and (step + 1) % snapshot_every == 0:       # after step + 1 updates
+            history["p_t"].append((step + 1, sampler.probabilities().tolist()))
     model.eval()
     return history
