@@ -39,6 +39,8 @@ masks are a known source of NaN gradients in CUDA's memory-efficient attention (
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,7 +67,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
             raise ValueError(f"heads must be a positive integer, got {heads!r}")
         if d % heads:
             raise ValueError(f"hidden size {d} must be divisible by the number of heads {heads}")
