@@ -322,6 +322,7 @@ def _evaluate(score_fn, data, split, ks, batch_size, mask_options, device, users
             if device is not None:
                 scores = scores.to(device)
             rows = batch.numpy()
+            truth_rows = truth[rows]                     # sliced once, ranked per protocol
             for acc, (_, exclude) in zip(accs, pairs):
-                acc.update(scores, truth[rows], None if exclude is None else exclude[rows], users=batch)
+                acc.update(scores, truth_rows, None if exclude is None else exclude[rows], users=batch)
     return accs
