@@ -129,3 +129,44 @@ def test_multivae_learns_beats_popularity(data):
     hist = fit(vae, data, epochs=20, lr=1e-2, eval_every=5, batch_size=100, progress=False, seed=0)
     assert hist.train_loss[-1] < hist.train_loss[0]
     assert hist.best_test["recall@20"] > 2 * pop_recall
+
+
+def _score_models(data):
+    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.diffurec import DiffuRec
+    from tutorial_lib.models.ldiffrec import LDiffRec
+    from tutorial_lib.models.lightgcn import LightGCN
+    from tutorial_lib.models.sasrec import SASRec
+    from tutorial_lib.models.seqdiffrec import SeqDiffRec
+    torch.manual_seed(0)
+    I = data.n_items
+    return {"popularity": Popularity().fit(data), "ease": EASE(100.0).fit(data),
+            "multivae": MultiVAE(I, hidden=(16,), latent=8).eval(),
+            "lightgcn": LightGCN(data, dim=8).eval(), "diffrec": DiffRec(I, dims=[16], T=5).eval(),
+            "ldiffrec": LDiffRec(I, np.arange(I) % 2, encoder_dims=[16], mlp_dims=[16], T=5).eval(),
+            "sasrec": SASRec(I, hidden=16, n_blocks=1).eval(),
+            "diffurec": DiffuRec(I, hidden=16, n_blocks=1, T=4).eval(),
+            "seqdiffrec": SeqDiffRec(I, hidden=16, n_layers=1, T=10).eval()}
+
+
+@pytest.mark.parametrize("name", ["popularity", "ease", "multivae", "lightgcn", "diffrec", "ldiffrec",
+                                  "sasrec", "diffurec", "seqdiffrec"])
+def test_every_model_scores_one_id_as_a_row_and_rejects_bad_ids(data, name):
+    model = _score_models(data)[name]
+    assert tuple(model.score(data, 3, "valid").shape) == (1, data.n_items)
+    assert tuple(model.score(data, np.array([3, 5]), "valid").shape) == (2, data.n_items)
+    with pytest.raises(ValueError, match="out of range"):      # -1 must not score the last user
+        model.score(data, [-1], "valid")
+    with pytest.raises(ValueError, match="out of range"):
+        model.score(data, [data.n_users], "valid")
+    mask = np.zeros(data.n_users, dtype=bool)
+    mask[[10, 20]] = True
+    with pytest.raises(ValueError, match="np.flatnonzero"):     # not rows 0/1 scored 600 times
+        model.score(data, mask, "valid")
+
+
+def test_ease_tune_checks_the_metric_before_fitting(data):
+    with pytest.raises(ValueError, match="recall@50"):
+        EASE.tune(data, [10, 100], metric="recall@50", progress=False)
+    _, valid = EASE.tune(data, [10, 100], metric="recall@50", ks=(50,), progress=False)
+    assert set(valid) == {10.0, 100.0}

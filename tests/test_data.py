@@ -370,3 +370,46 @@ def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
 
 def test_registry_records_sha256():
     assert all(len(s.sha256) == 64 and s.url.startswith("https://") for s in D.REGISTRY.values())
+
+
+# ---------------------------------------------------------------- ids kept apart, typos caught
+
+def test_diffurec_pkl_without_umap_maps_renumbered_users(tmp_path):
+    path = tmp_path / "dataset.pkl"
+    path.write_bytes(pickle.dumps({"train": {1: [1, 2], 2: [3], 5: [2]}, "val": {1: [3], 2: [1], 5: [1]},
+                                   "test": {1: [1], 2: [2], 5: [3]}}))
+    d = D.load_diffurec_pkl(path)          # users 1, 2, 5 become rows 0, 1, 2: say so
+    assert d.user_map == {1: 0, 2: 1, 5: 2}
+    assert d.train[d.user_map[5]].indices.tolist() == [1]
+
+
+def test_load_csv_keeps_ids_that_read_as_the_same_number_apart(tmp_path):
+    (tmp_path / "log.csv").write_text("userID,itemID,timestamp\n007,0042,1\n7,42,2\n007,0043,3\n")
+    d = D.load_csv(tmp_path / "log.csv", valid_frac=0, test_frac=0)
+    assert (d.n_users, d.n_items, d.train.nnz) == (2, 3, 3)
+    assert set(d.user_map) == {"007", "7"} and set(d.item_map) == {"0042", "42", "0043"}
+    (tmp_path / "plain.csv").write_text("userID,itemID,timestamp\n10,3,1\n9,3,2\n")
+    assert D.load_csv(tmp_path / "plain.csv", valid_frac=0, test_frac=0).user_map == {9: 0, 10: 1}
+
+
+def test_a_misspelled_time_column_is_an_error():
+    df = pd.DataFrame({"userID": [0, 0, 0], "itemID": [2, 1, 0], "ts": [3, 2, 1]})
+    with pytest.raises(ValueError, match="missing columns.*tss"):
+        D.from_dataframe(df, time_col="tss", valid_frac=0, test_frac=0)
+    d = D.from_dataframe(df, time_col="ts", valid_frac=0, test_frac=0)
+    assert d.sequences[0].tolist() == [0, 1, 2]                         # time order, not row order
+    assert D.from_dataframe(df, valid_frac=0, test_frac=0).timestamps is None   # the default may be absent
+
+
+def test_interaction_data_rejects_fractional_item_ids():
+    eye = sp.eye(2, format="csr")
+    with pytest.raises(ValueError, match="integer item ids"):
+        D.InteractionData(eye, eye, eye, sequences=[[0.7], [1.2]])
+    d = D.InteractionData(eye, eye, eye, sequences=[np.array([0.0]), []])     # whole floats are ids
+    assert d.sequences[0].tolist() == [0] and d.sequences[0].dtype == np.int64
+
+
+def test_group_by_user_rejects_ids_beyond_n_users():
+    assert [a.tolist() for a in D.group_by_user(np.array([1, 0, 1]), np.array([7, 8, 9]), 2)] == [[8], [7, 9]]
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        D.group_by_user(np.array([0, 3]), np.array([7, 8]), 2)

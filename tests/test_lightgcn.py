@@ -103,3 +103,26 @@ def test_bad_configuration_raises():
         LightGCN(tiny_data(), dim=0)
     with pytest.raises(ValueError, match="layers"):
         LightGCN(tiny_data(), layers=-1)
+
+
+def test_negatives_stay_negative_for_a_user_with_almost_every_item():
+    train = np.zeros((2, 100), dtype=np.float32)
+    train[0, :97] = 1                                          # user 0: 3 negatives of 100
+    train[1, :5] = 1
+    empty = sp.csr_matrix(train.shape, dtype=np.float32)
+    data = InteractionData(sp.csr_matrix(train), empty, empty)
+    model = LightGCN(data, dim=4)
+    u, i, j = torch.cat(list(model.batches(data, 64, torch.Generator().manual_seed(0)))).numpy().T
+    assert not train[u, j].any()                               # 50 redraws are not enough for user 0
+    assert set(j[u == 0].tolist()) <= {97, 98, 99}
+
+
+def test_a_user_with_every_item_has_no_bpr_negative():
+    full = sp.csr_matrix(np.ones((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="user 0 interacted with every item"):
+        LightGCN(InteractionData(full, full * 0, full * 0), dim=4)
+
+
+def test_item_embeddings_need_no_validation_split():
+    emb = item_embeddings(tiny_data(), dim=4, layers=1, epochs=2, batch_size=2, device="cpu", progress=False)
+    assert emb.shape == (3, 4) and np.isfinite(emb).all()

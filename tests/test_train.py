@@ -387,3 +387,49 @@ def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temporary(tm
         T._save(path, {"epoch": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+def test_an_empty_split_is_an_error_before_any_training(blocks):
+    import scipy.sparse as sp
+    empty = sp.csr_matrix((N_USERS, N_ITEMS), dtype=np.float32)
+    no_valid = make_data(blocks.train, empty, blocks.test)
+    model = new_model()
+    with pytest.raises(ValueError, match="data.valid holds no interaction"):
+        fit(model, no_valid, epochs=3, **FAST)
+    assert model.steps == []                                    # nothing trained, nothing lost
+    no_test = make_data(blocks.train, blocks.valid, empty)
+    with pytest.raises(ValueError, match="data.test holds no interaction.*test=False"):
+        fit(model, no_test, epochs=3, **FAST)
+    h = fit(model, no_test, epochs=2, test=False, **FAST)        # no test split needed then
+    assert h.best_valid and not h.best_test
+
+
+def test_eval_every_none_trains_without_evaluating_and_keeps_the_last_weights(blocks, tmp_path):
+    import scipy.sparse as sp
+    empty = sp.csr_matrix((N_USERS, N_ITEMS), dtype=np.float32)
+    train_only = make_data(blocks.train, empty, empty)
+    kw = {**FAST, "eval_every": None}
+    model = new_model()
+    h = fit(model, train_only, epochs=3, checkpoint=tmp_path / "ck.pt", **kw)
+    assert h.epochs == 3 and h.valid == [] and h.test == [] and len(h.train_loss) == 3
+    assert not model.training
+    ckpt = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["finished"]
+    last = {k: v.clone() for k, v in model.state_dict().items()}
+    again = new_model()
+    fit(again, train_only, epochs=2, checkpoint=tmp_path / "ck2.pt", **kw)
+    h2 = fit(again, train_only, epochs=3, checkpoint=tmp_path / "ck2.pt", resume=True, **kw)
+    assert h2.valid == [] and h2.epochs == 3
+    for k, v in again.state_dict().items():                     # the last weights, resumed exactly
+        torch.testing.assert_close(v, last[k])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_device_names_an_unavailable_device_however_it_is_given():
+    from tutorial_lib.utils import device
+    assert device("auto") == torch.device("cpu") and device(torch.device("cpu")) == torch.device("cpu")
+    for name in ("cuda", "cuda:1", torch.device("cuda"), torch.device("cuda", 1)):
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            device(name)
+    with pytest.raises(ValueError, match="unknown device"):
+        device("gpu")

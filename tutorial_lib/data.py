@@ -137,7 +137,14 @@ class InteractionData:
             raise ValueError(DICT_PER_USER.format(what=what))
         if len(lists) != self.n_users:
             raise ValueError(f"{what} must have one entry per user ({self.n_users}), got {len(lists)}")
-        return [np.asarray(x, dtype=dtype).reshape(-1) for x in lists]
+        arrays = [np.asarray(x).reshape(-1) for x in lists]
+        if dtype is None:
+            return arrays
+        for u, a in enumerate(arrays):        # 0.7 must not become item 0 without a word
+            if a.size and not np.issubdtype(a.dtype, np.integer) and (
+                    a.dtype == bool or a.dtype.kind != "f" or not np.array_equal(a, np.round(a))):
+                raise ValueError(f"{what} must hold integer item ids; user {u} has {a.dtype} values {a[:5]}")
+        return [a.astype(dtype) for a in arrays]
 
     @property
     def n_users(self) -> int:
@@ -168,6 +175,9 @@ class InteractionData:
 
 def group_by_user(users: np.ndarray, values: np.ndarray, n_users: int) -> list[np.ndarray]:
     """Split ``values`` into one array per user, keeping their order within each user."""
+    users = np.asarray(users)
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        raise ValueError(f"user ids must lie in [0, {n_users}), got {users.min()}..{users.max()}")
     order = np.argsort(users, kind="stable")
     counts = np.bincount(users, minlength=n_users)
     return np.split(values[order], np.cumsum(counts)[:-1])
@@ -280,7 +290,10 @@ def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
     train_users, train_items, _ = pairs["train"]
     umap = raw.get("umap")
     # users of umap that appear in no split (filtered out upstream) are left out, not the whole map
-    user_map = ({r: user_index[u] for r, u in umap.items() if u in user_index} or None) if isinstance(umap, dict) else None
+    if isinstance(umap, dict):
+        user_map = {r: user_index[u] for r, u in umap.items() if u in user_index} or None
+    else:                     # no umap: the pickle's own user ids are the raw ids
+        user_map = None if identity else user_index
     return InteractionData(**matrices, sequences=group_by_user(to_rows(train_users), train_items - 1, shape[0]),
                            name=name or path.parent.name, user_map=user_map,
                            item_map={r: i - 1 for r, i in smap.items()} or None)
@@ -372,7 +385,8 @@ def from_dataframe(df: pd.DataFrame, user_col: str = "userID", item_col: str = "
     earliest stays); iterative ``k_core``; map raw ids to 0-based contiguous ids (sorted raw
     order, kept as ``user_map`` / ``item_map``); ``split`` into train / valid / test.
     ``time_col`` is optional for split="random" (rows are then taken as time-ordered) and
-    required for "temporal" and "loo".
+    required for "temporal" and "loo". Only the default name, "timestamp", may be absent
+    (with split="random"); any other name you pass must be a column.
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
@@ -385,6 +399,8 @@ def from_dataframe(df: pd.DataFrame, user_col: str = "userID", item_col: str = "
         raise ValueError(f"split={split!r} orders interactions by time: pass time_col")
     if split in ("temporal", "loo") or (time_col is not None and time_col in df.columns):
         needed[time_col] = f"split={split!r}"
+    elif time_col not in (None, "timestamp"):     # a name you chose: a typo must not pass silently
+        needed[time_col] = "time_col (pass time_col=None for no time column)"
     _check_columns(df, needed)
     has_time = time_col in needed
 
@@ -417,11 +433,28 @@ def from_dataframe(df: pd.DataFrame, user_col: str = "userID", item_col: str = "
         item_map={raw: k for k, raw in enumerate(item_ids.tolist())})
 
 
+def _integer_ids(col: pd.Series) -> pd.Series:
+    """Raw ids read as text, as integers when every one is written as a plain integer
+    ("42", not "042" or "4.2"), so that "007" and "7" stay two ids."""
+    if col.str.fullmatch(r"-?(0|[1-9][0-9]*)").all():
+        return col.astype(np.int64)
+    return col
+
+
 def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
-    """Read a delimited text file with a header row and pass it to :func:`from_dataframe`."""
+    """Read a delimited text file with a header row and pass it to :func:`from_dataframe`.
+
+    User and item ids are read as text: integers when all are written as plain integers,
+    else strings (the keys of ``user_map`` / ``item_map``), so no two raw ids merge.
+    """
     path = Path(path)
     kwargs.setdefault("name", path.stem)
-    return from_dataframe(pd.read_csv(path, sep=sep), **kwargs)
+    id_cols = [kwargs.get("user_col", "userID"), kwargs.get("item_col", "itemID")]
+    df = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
+    for c in id_cols:
+        if c in df.columns and not df[c].isna().any():
+            df[c] = _integer_ids(df[c])
+    return from_dataframe(df, **kwargs)
 
 
 def load_recbole_inter(path, **kwargs) -> InteractionData:

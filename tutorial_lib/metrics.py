@@ -83,6 +83,17 @@ def as_ids(users) -> np.ndarray:
     return users
 
 
+def user_ids(users, n_users: int) -> np.ndarray:
+    """``users`` (one id, a list, array or tensor) as a 1-D int64 array of ids in [0, n_users):
+    what every model's ``score`` indexes its rows with. A mask, floats or an id out of range
+    (a negative id would silently pick a user from the end) is an error."""
+    users = as_ids(users).reshape(-1)
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        bad = users[(users < 0) | (users >= n_users)][0]
+        raise ValueError(f"user id {bad} is out of range: ids must lie in [0, {n_users})")
+    return users.astype(np.int64)
+
+
 def _check_users(users, n_users: int) -> np.ndarray:
     """User ids as a 1-D int64 array: integers in [0, n_users), each at most once."""
     users = as_ids(users)

@@ -44,7 +44,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .data import DICT_PER_USER
-from .metrics import as_ids
+from .metrics import user_ids
 
 PAD = 0
 MAX_LEN = 50
@@ -238,11 +238,9 @@ def eval_inputs(data, split: str, users=None, max_len: int = MAX_LEN) -> torch.T
         raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
     max_len = _check_max_len(max_len)
     seqs = check_sequences(data.sequences, data.n_items)
-    users = np.arange(data.n_users) if users is None else as_ids(users).reshape(-1)
+    users = np.arange(data.n_users) if users is None else user_ids(users, data.n_users)
     if len(users) == 0:
         return torch.zeros((0, max_len), dtype=torch.long)
-    if users.min() < 0 or users.max() >= data.n_users:
-        raise ValueError(f"user ids must lie in [0, {data.n_users})")
     if split == "test":
         valid = data.valid.tocsr()
         n_valid = np.diff(valid.indptr)[users]

@@ -147,6 +147,8 @@ def _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, r
         raise TypeError(f"{type(model).__name__} has no loss(batch)/batches(...): closed-form "
                         "models are trained with model.fit(data), not train.fit")
     for name, v in (("epochs", epochs), ("eval_every", eval_every), ("batch_size", batch_size)):
+        if name == "eval_every" and v is None:
+            continue                      # train only: no evaluation
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
@@ -158,6 +160,20 @@ def _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, r
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
     if not (test is True or test is False or test == "best"):
         raise ValueError(f"test must be True, False or 'best', got {test!r}")
+
+
+def _check_splits(data, eval_every, test) -> None:
+    """Fail before training, not after it, when a split that fit evaluates holds nothing."""
+    if eval_every is None:
+        return
+    needed = [("valid", "fit picks the best epoch on it; eval_every=None trains without evaluating")]
+    if test is not False:
+        needed.append(("test", "pass test=False to train without a test split"))
+    for split, why in needed:
+        matrix = getattr(data, split, None)
+        if matrix is not None and getattr(matrix, "nnz", 1) == 0:
+            raise ValueError(f"data.{split} holds no interaction ({why}); make one with a "
+                             f"nonzero {split} fraction, e.g. make_synthetic(..., {split}_frac=0.1)")
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -228,7 +244,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         batch_size: training batch size, passed to ``model.batches``.
         optimizer: ``"adamw"``, ``"adam"``, an optimizer instance, or None (the model's
             ``configure_optimizers`` when it has one, else AdamW).
-        eval_every: evaluate every this many epochs (and always at the last epoch).
+        eval_every: evaluate every this many epochs (and always at the last epoch); None
+            never evaluates (no valid or test split needed), and the model keeps its last weights.
         patience: stop once ``epoch - best_epoch >= patience`` at an evaluation (None: never).
         metric: validation metric to maximise, one of ``metric_names(ks)``.
         ks, eval_batch_size, mask_history: passed to :func:`tutorial_lib.metrics.evaluate`.
@@ -253,6 +270,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         error): the exception goes on up with the History so far as its ``.history``.
     """
     _check_config(model, epochs, eval_every, patience, batch_size, metric, ks, resume, checkpoint, test)
+    _check_splits(data, eval_every, test)
     seed_everything(seed)
     dev = pick_device(device)
     model.to(dev)
@@ -320,8 +338,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     bar = tqdm(range(start, epochs + 1), desc="epochs", disable=not progress,
                initial=start - 1, total=epochs)
     try:
-        if (start > epochs and saved_epoch is not None and not history.stopped_early
-                and (not history.valid or history.valid[-1][0] != saved_epoch)):
+        if (eval_every is not None and start > epochs and saved_epoch is not None
+                and not history.stopped_early and (not history.valid or history.valid[-1][0] != saved_epoch)):
             evaluate_epoch(saved_epoch)       # paused before its last evaluation: evaluate it now
         for epoch in bar:
             model.train()
@@ -348,12 +366,12 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             history.paused = (time_limit is not None and epoch < epochs
                               and time.perf_counter() - started >= time_limit)
 
-            if epoch % eval_every == 0 or epoch == epochs:
+            if eval_every is not None and (epoch % eval_every == 0 or epoch == epochs):
                 stop = evaluate_epoch(epoch)
                 postfix[metric] = f"{history.valid[-1][1][metric]:.4f}"
                 postfix["best"] = f"{history.best_valid[metric]:.4f}@{history.best_epoch}"
-            elif history.paused:
-                save(epoch, finished=False)
+            elif path is not None and (history.paused or epoch == epochs):
+                save(epoch, finished=epoch == epochs)
             if history.paused:
                 stop = True
                 tqdm.write(f"paused after epoch {epoch} (time_limit {time_limit:g} s); "

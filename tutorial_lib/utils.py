@@ -33,7 +33,9 @@ def device(name: str = "auto"):
     import torch
 
     if isinstance(name, torch.device):
-        return name
+        if name.type not in ("cuda", "mps"):
+            return name
+        name = str(name)                  # "cuda" / "cuda:1" / "mps": checked below like a string
     if name not in DEVICES and not str(name).startswith("cuda:"):
         raise ValueError(f"unknown device {name!r}; choose one of {DEVICES} (or 'cuda:N')")
     if name == "auto":

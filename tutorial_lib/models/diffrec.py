@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import MEAN_TYPES, GaussianDiffusion, StepSampler
+from ..metrics import user_ids
 from ..schedules import get_betas
 from .toy import timestep_embedding
 
@@ -289,7 +290,7 @@ class DiffRec(nn.Module):
         valid and test: one reverse chain per evaluation instead of two.
         """
         x = self.input_matrix(data)
-        users = torch.as_tensor(users, dtype=torch.long, device=x.device).reshape(-1)   # one id: a batch of one
+        users = torch.as_tensor(user_ids(users, len(x)), device=x.device)   # one id: a batch of one
         if x.numel() > SCORE_CACHE_LIMIT:
             return self.predict(x[users])
         # the key: the weights, train/eval mode, and the inference settings predict() reads

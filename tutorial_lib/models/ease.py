@@ -25,6 +25,8 @@ import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
+from ..metrics import user_ids
+
 
 class EASE:
     """score(u) = x_u B with B from the closed form above; ``lam`` is lambda."""
@@ -52,27 +54,30 @@ class EASE:
             raise RuntimeError("call fit(data) before score()")
         if data.n_items != self.B.shape[0]:
             raise ValueError(f"data has {data.n_items} items but EASE was fit on {self.B.shape[0]}")
-        rows = np.asarray(torch.as_tensor(users).cpu(), dtype=np.int64)
-        x = torch.as_tensor(data.train[rows].toarray())
+        x = torch.as_tensor(data.train[user_ids(users, data.n_users)].toarray())
         return x @ self.B
 
     @classmethod
-    def tune(cls, data, lambdas: Sequence[float], metric: str = "recall@20",
+    def tune(cls, data, lambdas: Sequence[float], metric: str = "recall@20", ks=(10, 20),
              progress: bool = True) -> tuple["EASE", dict[float, float]]:
         """Fit one EASE per lambda, validate each (the DiffRec protocol), keep the best.
 
         Returns ``(model, valid)``: the fitted EASE with the best validation ``metric`` (the
         first of equals) and ``{lambda: validation metric}``. Test is never looked at.
+        ``metric`` is one of ``metric_names(ks)``.
         """
-        from ..metrics import evaluate
+        from ..metrics import evaluate, metric_names
 
         if len(lambdas) == 0:
             raise ValueError("lambdas is empty; pass the values to try, e.g. [100, 300, 1000]")
+        if metric not in metric_names(ks):
+            raise ValueError(f"metric {metric!r} is not computed with ks={tuple(ks)}; "
+                             f"choose one of {metric_names(ks)}")
         best, valid = None, {}
         for lam in tqdm(lambdas, desc="EASE lambda", disable=not progress, leave=False):
             lam = float(lam)                  # plain keys, whatever the sequence holds (tensors too)
             model = cls(lam).fit(data)
-            valid[lam] = evaluate(lambda u: model.score(data, u, "valid"), data, "valid")[metric]
+            valid[lam] = evaluate(lambda u: model.score(data, u, "valid"), data, "valid", ks=ks)[metric]
             if best is None or valid[lam] > valid[best.lam]:
                 best = model
         return best, valid

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import GaussianDiffusion, StepSampler
+from ..metrics import user_ids
 from ..schedules import get_betas
 from .diffrec import DiffRecMLP
 
@@ -271,7 +272,8 @@ class LDiffRec(nn.Module):
 
     def _rows(self, matrix: sp.csr_matrix, users) -> torch.Tensor:
         device = self.diffusion.betas.device
-        return torch.as_tensor(matrix[np.asarray(users)].toarray(), dtype=torch.float32, device=device)
+        rows = matrix[user_ids(users, matrix.shape[0])].toarray()
+        return torch.as_tensor(rows, dtype=torch.float32, device=device)
 
     def input_rows(self, data, users) -> torch.Tensor:
         """Dense input rows x (len(users), I) of ``users``, on the model's device."""

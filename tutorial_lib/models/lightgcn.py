@@ -34,6 +34,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..metrics import user_ids
+
 
 def normalized_adjacency(train: sp.spmatrix) -> sp.csr_matrix:
     r"""\tilde A = D^{-1/2} A D^{-1/2} of the user-item graph; (U + I, U + I) float32 CSR.
@@ -80,6 +82,10 @@ class LightGCN(nn.Module):
         # the graph is data, not a parameter: kept out of state_dict, moved lazily
         self._graph = to_torch_sparse(normalized_adjacency(data.train))
         self._positives = self._keys(*data.train.nonzero())
+        full = np.flatnonzero(np.diff(sp.csr_matrix(data.train).indptr) >= self.n_items)
+        if len(full):
+            raise ValueError(f"user {full[0]} interacted with every item: BPR needs an item they did "
+                             "not interact with as its negative")
 
     def _keys(self, users, items) -> np.ndarray:
         """Sorted int64 keys u * n_items + i, for fast 'is (u, i) a training pair?' lookups."""
@@ -118,15 +124,23 @@ class LightGCN(nn.Module):
             u, i = users[start:start + batch_size], items[start:start + batch_size]
             yield torch.from_numpy(np.stack([u, i, self._sample_negatives(u, rng)], axis=1))
 
+    def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(B,) bool: is (users[k], items[k]) a training pair?"""
+        keys = users * self.n_items + items
+        pos = np.searchsorted(self._positives, keys).clip(max=len(self._positives) - 1)
+        return self._positives[pos] == keys
+
     def _sample_negatives(self, users: np.ndarray, rng, max_tries: int = 50) -> np.ndarray:
         j = rng.integers(self.n_items, size=len(users))
         for _ in range(max_tries):
-            keys = users * self.n_items + j
-            pos = np.searchsorted(self._positives, keys).clip(max=len(self._positives) - 1)
-            hit = self._positives[pos] == keys
+            hit = self._is_positive(users, j)
             if not hit.any():
-                break
+                return j
             j[hit] = rng.integers(self.n_items, size=int(hit.sum()))
+        for k in np.flatnonzero(self._is_positive(users, j)):   # few negatives: draw from them
+            u = users[k]
+            lo, hi = np.searchsorted(self._positives, [u * self.n_items, (u + 1) * self.n_items])
+            j[k] = rng.choice(np.setdiff1d(np.arange(self.n_items), self._positives[lo:hi] - u * self.n_items))
         return j
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -144,7 +158,7 @@ class LightGCN(nn.Module):
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
         """e_u . e_i for every item; (len(users), n_items)."""
         users_emb, items_emb = self.propagate()
-        u = torch.as_tensor(users, dtype=torch.long, device=users_emb.device)
+        u = torch.as_tensor(user_ids(users, len(users_emb)), device=users_emb.device)
         return users_emb[u] @ items_emb.T
 
 
@@ -162,6 +176,6 @@ def item_embeddings(data, dim: int = 64, layers: int = 3, epochs: int = 20, lr: 
     seed_everything(seed)
     model = LightGCN(data, dim=dim, layers=layers, reg=reg)
     fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam",
-        eval_every=epochs, patience=None, test=False, device=device, seed=seed,
+        eval_every=None, patience=None, test=False, device=device, seed=seed,
         progress=progress)
     return model.item_embeddings()

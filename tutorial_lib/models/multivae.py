@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import user_ids
+
 
 def _mlp(widths: Sequence[int]) -> nn.ModuleList:
     layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
@@ -121,5 +123,5 @@ class MultiVAE(nn.Module):
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
         """(len(users), n_items) decoder logits at z = mu of the users' training rows."""
         x = self.input_matrix(data)
-        users = torch.as_tensor(users, dtype=torch.long, device=x.device)
+        users = torch.as_tensor(user_ids(users, len(x)), device=x.device)
         return self.decode(self.encode(x[users], dropout=False)[0])     # the clean row, in any mode

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..metrics import user_ids
+
 
 class Popularity:
     """score(u, i) = number of training users who interacted with item i."""
@@ -24,5 +26,5 @@ class Popularity:
         """(len(users), n_items): the same popularity row for every user."""
         if self.item_counts is None:
             raise RuntimeError("call fit(data) before score()")
-        users = torch.as_tensor(users)
+        users = user_ids(users, data.n_users)
         return self.item_counts.unsqueeze(0).expand(len(users), -1).clone()
