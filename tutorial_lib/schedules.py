@@ -79,7 +79,11 @@ def quadratic(T: int, beta_start: float | None = None, beta_end: float | None = 
 
 
 def sqrt(T: int, s: float = 1e-4) -> torch.Tensor:
-    """Diffusion-LM's schedule: alpha_bar(t) = 1 - sqrt(t/T + s)."""
+    """Diffusion-LM's schedule: alpha_bar(t) = 1 - sqrt(t/T + s), the paper's formula as written.
+
+    Diffusion-LM's released code divides by alpha_bar(0) = 1 - sqrt(s) (0.99 at s = 1e-4),
+    which makes beta_1 smaller (0.023 instead of 0.033 at T = 1000); later steps barely differ.
+    """
     T = _check_T(T)
     t = torch.arange(1, T + 1, dtype=torch.float64) / T
     raw = 1 - torch.sqrt(t + s)                  # <= 0 at the last steps when s >= 1/T
