@@ -170,3 +170,13 @@ def test_ease_tune_checks_the_metric_before_fitting(data):
         EASE.tune(data, [10, 100], metric="recall@50", progress=False)
     _, valid = EASE.tune(data, [10, 100], metric="recall@50", ks=(50,), progress=False)
     assert set(valid) == {10.0, 100.0}
+
+
+@pytest.mark.parametrize("name", ["multivae", "diffrec", "ldiffrec", "sasrec", "diffurec", "seqdiffrec"])
+def test_every_model_trains_and_scores_in_float64(name):
+    from tutorial_lib.sequences import loo_synthetic
+    data = loo_synthetic(n_users=60, n_items=80, interactions_per_user=8, seed=0)[0]
+    model = _score_models(data)[name].double()                  # e.g. for gradient checks
+    h = fit(model, data, epochs=1, batch_size=32, device="cpu", progress=False)
+    assert np.isfinite(h.train_loss[0]) and h.best_valid
+    assert model.score(data, [0, 1], "valid").dtype == torch.float64

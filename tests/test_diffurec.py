@@ -174,3 +174,14 @@ def test_release_padding_zeroes_pad_queries_like_the_release_masked_fill():
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_ref, g_ours))
     with pytest.raises(ValueError, match="causal"):
         TransformerEncoder(16, 2, 1, causal=True, release_padding=True)
+
+
+def test_score_without_users_scores_everyone_and_max_len_is_checked(seq_data):
+    model = small_model(seq_data.n_items).eval()
+    everyone = model.score(seq_data, None, "valid")
+    assert everyone.shape == (seq_data.n_users, seq_data.n_items)
+    torch.testing.assert_close(everyone, model.score(seq_data, torch.arange(seq_data.n_users), "valid"))
+    with pytest.raises(ValueError, match="max_len must be a positive integer"):
+        small_model(10, max_len=2.5)
+    with pytest.raises(ValueError, match="left-padded"):
+        model.loss((torch.tensor([[5, 7, 0]]), torch.tensor([1])))

@@ -109,3 +109,11 @@ def test_sasrec_bad_input():
     with pytest.raises(ValueError, match=r"window ids must be in \[0, 40\]"):
         SASRec(40).loss((inputs * 41, torch.zeros(2, 4, dtype=torch.long)))
     assert SASRec(40).score(data, [], "valid").shape == (0, 40)
+
+
+def test_sasrec_batch_size_and_max_len_errors(seq_data):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        next(SASRec(seq_data.n_items).batches(seq_data, 0))
+    for bad in (-1, 0, 2.5, None):
+        with pytest.raises(ValueError, match="max_len must be a positive integer"):
+            SASRec(40, max_len=bad)

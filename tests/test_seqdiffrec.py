@@ -11,6 +11,7 @@ from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.diffusion import normal_kl, sum_flat
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.models.seqdiffrec import SeqDiffRec, respaced
+from tutorial_lib.sequences import loo_synthetic
 
 SMALL = dict(hidden=16, max_len=10, n_layers=1, n_heads=2, T=20)
 
@@ -183,3 +184,13 @@ def test_runs_on_amazon_beauty(beauty_pkl):
     model.eval()
     scores = model.score(data, torch.arange(32), "test")
     assert scores.shape == (32, 12101) and torch.isfinite(scores).all()
+
+
+def test_score_defaults_to_the_validation_input_like_the_other_models():
+    data = loo_synthetic(n_users=40, n_items=80, interactions_per_user=8, seed=0)[0]
+    model = SeqDiffRec(data.n_items, **SMALL).eval()
+    default = model.score(data, [0, 1])
+    torch.testing.assert_close(default, model.score(data, [0, 1], "valid"))
+    assert not torch.equal(default, model.score(data, [0, 1], "test"))   # the test input holds the valid item
+    with pytest.raises(ValueError, match="max_len must be a positive integer"):
+        SeqDiffRec(80, max_len=None)

@@ -111,3 +111,10 @@ def test_test_input_needs_leave_one_out_data():
     data.valid = pairs_to_csr(np.array([0, 0, 1, 2]), np.array([3, 5, 2, 5]), (3, 6))
     with pytest.raises(ValueError, match="leave-one-out"):
         eval_inputs(data, "test")
+
+
+def test_hand_built_windows_must_be_left_padded():
+    from tutorial_lib.sequences import check_batch
+    check_batch(torch.tensor([[0, 0, 5], [0, 9, 3]]), torch.tensor([1, 2]), n_items=20)
+    with pytest.raises(ValueError, match="left-padded"):       # the models read the last column
+        check_batch(torch.tensor([[5, 7, 0], [9, 3, 12]]), torch.tensor([1, 2]), n_items=20)

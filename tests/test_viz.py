@@ -159,3 +159,29 @@ def test_draw_inference_says_which_k_the_sweep_has(loo):
         viz_seqdiffrec.draw_inference(model, loo, 0, sweep=sweep, k=5)
     assert viz_seqdiffrec.draw_inference(model, loo, 0, k=10 * loo.n_items) is not None   # k capped
 
+
+
+def test_held_out_targets_reject_ids_out_of_range(loo):
+    with pytest.raises(ValueError, match="out of range"):      # -2 must not give user 58's target
+        viz_diffurec.held_out_targets(loo, [-2])
+    with pytest.raises(ValueError, match="out of range"):
+        viz_diffurec.held_out_targets(loo, [loo.n_users])
+
+
+def test_inference_helpers_leave_the_models_mode_as_they_found_it(loo):
+    from tutorial_lib.models.sasrec import SASRec
+    torch.manual_seed(0)
+    diffurec = DiffuRec(loo.n_items, hidden=16, n_blocks=1, heads=2, T=4).train()
+    sasrec = SASRec(loo.n_items, hidden=16, n_blocks=1).train()
+    seqdiffrec = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, T=10).train()
+    viz_diffurec.reverse_path(diffurec, loo, 0)
+    viz_diffurec.rank_by_step(diffurec, loo, range(3))
+    viz_diffurec.sample_diversity(diffurec, loo, range(3), n_samples=2, baseline=sasrec)
+    viz_seqdiffrec.inference_sweep(seqdiffrec, loo, start_steps=[5])
+    viz_seqdiffrec.user_probabilities(seqdiffrec, loo, 0, 5, 1)
+    for model in (diffurec, sasrec, seqdiffrec):               # a training loop afterwards keeps dropout
+        assert all(m.training for m in model.modules())
+    seqdiffrec.eval()
+    part = next(seqdiffrec.children()).train()                 # a mixed state comes back as it was
+    viz_seqdiffrec.user_probabilities(seqdiffrec, loo, 0, 5, 1)
+    assert not seqdiffrec.training and part.training

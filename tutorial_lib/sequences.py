@@ -71,27 +71,31 @@ def check_sequences(sequences: Sequence[np.ndarray] | None, n_items: int) -> lis
 
 def check_batch(windows: torch.Tensor, targets: torch.Tensor | None, n_items: int,
                 ignore_index: int | None = None) -> None:
-    """Raise ValueError unless windows hold ids + 1 in [0, n_items] (0 = PAD) and targets (if
+    """Raise ValueError unless windows (B, L) hold ids + 1 in [0, n_items] (0 = PAD), left-padded
+    so that the last column holds an item, and targets (if
     given) hold 0-based items in [0, n_items) (or ``ignore_index``). One device sync: it runs on
     every training batch. For hand-built batches: the ones ``SequenceBatches`` and
     :func:`next_item_windows` build are valid by construction."""
     if windows.numel() == 0:
         return
-    bounds = [windows.min(), windows.max()]
+    bounds = [windows.min(), windows.max(), windows[:, -1].min()]
     if targets is not None and targets.numel():
         real = targets if ignore_index is None else torch.where(targets == ignore_index, 0, targets)
         bounds += [real.min(), real.max()]
-    lo, hi, *target_bounds = torch.stack(bounds).tolist()
+    lo, hi, last, *target_bounds = torch.stack(bounds).tolist()
     if lo < 0 or hi > n_items:
         raise ValueError(f"window ids must be in [0, {n_items}] (items shifted by +1, 0 = padding), "
                          f"got min {lo} max {hi}")
+    if last == PAD:
+        raise ValueError("windows must be left-padded with at least one item: a window ends with "
+                         "padding (the models read the last position)")
     if target_bounds and (target_bounds[0] < 0 or target_bounds[1] >= n_items):
         raise ValueError(f"target ids must be 0-based in [0, {n_items})"
                          + ("" if ignore_index is None else f" or {ignore_index}")
                          + f", got min {target_bounds[0]} max {target_bounds[1]}")
 
 
-def _check_max_len(max_len) -> int:
+def check_max_len(max_len) -> int:
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
     return int(max_len)
@@ -127,7 +131,7 @@ def windows_before(seqs: list[np.ndarray], users: np.ndarray, ends: np.ndarray, 
 def to_windows(seqs: Sequence[np.ndarray], n_items: int, max_len: int = MAX_LEN) -> np.ndarray:
     """Each whole sequence as one left-padded window: (n_users, L) int64, ids + 1, 0 = PAD."""
     seqs = check_sequences(seqs, n_items)
-    max_len = _check_max_len(max_len)
+    max_len = check_max_len(max_len)
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     return windows_before(seqs, np.arange(len(seqs)), lengths, max_len)
 
@@ -170,7 +174,7 @@ def next_item_windows(data, max_len: int = MAX_LEN) -> tuple[torch.Tensor, torch
     Inputs hold ids + 1 (0 = PAD); targets hold 0-based items, -100 (cross-entropy's
     ``ignore_index``) where the input is PAD. Only the last ``max_len`` positions are kept.
     """
-    max_len = _check_max_len(max_len)
+    max_len = check_max_len(max_len)
     seqs = check_sequences(data.sequences, data.n_items)
     users = np.flatnonzero(np.array([len(s) >= 2 for s in seqs]))
     if len(users) == 0:
@@ -192,7 +196,7 @@ class SequenceBatches:
     """
 
     def __init__(self, data, max_len: int = MAX_LEN):
-        self.max_len = _check_max_len(max_len)
+        self.max_len = check_max_len(max_len)
         self.n_items = data.n_items
         seqs = check_sequences(data.sequences, data.n_items)
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
@@ -236,7 +240,7 @@ def eval_inputs(data, split: str, users=None, max_len: int = MAX_LEN) -> torch.T
     """
     if split not in ("valid", "test"):
         raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
-    max_len = _check_max_len(max_len)
+    max_len = check_max_len(max_len)
     seqs = check_sequences(data.sequences, data.n_items)
     users = np.arange(data.n_users) if users is None else user_ids(users, data.n_users)
     if len(users) == 0:

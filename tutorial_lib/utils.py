@@ -1,8 +1,10 @@
-"""Small helpers every notebook uses: seeding and choosing a device."""
+"""Small helpers every notebook uses: seeding, choosing a device, eval mode for a while."""
 from __future__ import annotations
 
+import functools
 import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -45,3 +47,27 @@ def device(name: str = "auto"):
     if name == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError("device 'mps' requested but MPS is not available; use 'auto' or 'cpu'")
     return torch.device(name)
+
+
+@contextmanager
+def eval_mode(*models):
+    """Inside the block every model is in eval mode (no dropout); afterwards every module is
+    back in the mode it was in. Objects without modes (Popularity, EASE) are let through."""
+    modes = [(m, m.training) for model in models if hasattr(model, "modules") for m in model.modules()]
+    for model in models:
+        if hasattr(model, "eval"):
+            model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def in_eval_mode(fn):
+    """Decorator for a helper whose first argument is a model: it runs in :func:`eval_mode`."""
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+    return wrapper

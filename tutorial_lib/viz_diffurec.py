@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
+from .metrics import user_ids
 from .sequences import eval_inputs
+from .utils import eval_mode, in_eval_mode
 from .viz import show as show_figure
 
 
@@ -26,7 +28,7 @@ def held_out_targets(data, users, split: str = "test") -> np.ndarray:
     """The one held-out item of each user (leave-one-out); (len(users),). A clear error for
     users with none or several (their ranks would be scored against another user's target)."""
     held = (data.test if split == "test" else data.valid).tocsr()
-    users = np.asarray(list(users), dtype=np.int64)
+    users = user_ids(list(users), data.n_users)
     counts = np.diff(held.indptr)[users]
     if (counts != 1).any():
         bad = users[counts != 1]
@@ -85,13 +87,13 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=None, n: int = 200, seed: 
 
 
 @torch.no_grad()
+@in_eval_mode
 def reverse_path(model, data, user: int, split: str = "test", seed: int = 0) -> dict:
     """One user's reverse chain from x_T ~ N(0, I), seeded.
 
     Returns states (T + 1, d) x_T..x_0, x0_hat (T, d) per step, scores (T, I) = x0_hat . e_i,
     the target item and the input window.
     """
-    model.eval()
     dev = model.item_emb.weight.device
     w = eval_inputs(data, split, [user], model.max_len).to(dev)
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -156,9 +158,9 @@ def reverse_explorer(model, data, users=range(10), top_k: int = 10, seed: int = 
 
 
 @torch.no_grad()
+@in_eval_mode
 def rank_by_step(model, data, users, ks=(10,), split: str = "test", seed: int = 0) -> pd.DataFrame:
     """HR@K (history not masked) of x0_hat after each of the T reverse steps, over ``users``."""
-    model.eval()
     dev = model.item_emb.weight.device
     users = torch.as_tensor(list(users))
     w = eval_inputs(data, split, users, model.max_len).to(dev)
@@ -174,6 +176,7 @@ def rank_by_step(model, data, users, ks=(10,), split: str = "test", seed: int = 
 
 
 @torch.no_grad()
+@in_eval_mode
 def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split: str = "test",
                      baseline=None, seed: int = 0) -> pd.DataFrame:
     """Run the reverse chain ``n_samples`` times per user (different noise) and compare top-K lists.
@@ -182,7 +185,6 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
     (n_samples * K), ``hit_one`` = HR@K of the first run, ``hit_any`` = the target in any run's
     top-K. A deterministic ``baseline`` (e.g. SASRec) gives one list: distinct = K.
     """
-    model.eval()
     users = list(users)
     truth = held_out_targets(data, users, split)
     tops = []
@@ -197,9 +199,8 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
     df = pd.DataFrame({"model": "DiffuRec", "user": users, **rows})
     df["coverage"] = df["distinct"] / (n_samples * k)
     if baseline is not None:
-        if hasattr(baseline, "eval"):            # a torch model; Popularity has no modes
-            baseline.eval()
-        top = torch.topk(baseline.score(data, torch.as_tensor(users), split), k).indices.cpu().numpy()
+        with eval_mode(baseline):
+            top = torch.topk(baseline.score(data, torch.as_tensor(users), split), k).indices.cpu().numpy()
         hit = (top == truth[:, None]).any(1).astype(float)
         base = pd.DataFrame({"model": type(baseline).__name__, "user": users, "distinct": k,
                              "hit_one": hit, "hit_any": hit, "coverage": 1.0 / n_samples})

@@ -14,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from .utils import in_eval_mode
 from .viz import _np, show
 
 
@@ -117,9 +118,9 @@ def plot_interest_drift(data, truth, user: int, ax=None):
     return ax.figure
 
 
+@in_eval_mode
 def recommend(model, row: torch.Tensor, seen: np.ndarray, k: int = 10) -> np.ndarray:
     """Top-k items for one input row (I,) through ``model.predict``, seen items masked."""
-    model.eval()
     with torch.no_grad():
         scores = model.predict(row.reshape(1, -1).to(next(model.parameters()).device))[0].cpu()
     scores[torch.as_tensor(seen, dtype=torch.long)] = -torch.inf

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .metrics import evaluate
+from .utils import in_eval_mode
 from .viz import _np
 from .viz import show as show_figure
 
@@ -85,6 +86,7 @@ def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
 
 
 # =========================================================================== inference
+@in_eval_mode
 def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "test", k: int = 10,
                     mask_history: bool = False, progress: bool = False) -> pd.DataFrame:
     """Evaluate ``model`` at (s, 1) for each s in start_steps and at (T, K) for each K.
@@ -92,7 +94,6 @@ def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "t
     Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each).
     ``progress``: a tqdm bar over the settings (each is a full evaluation of ``split``).
     """
-    model.eval()
     grid = [(int(s), 1) for s in start_steps] + [(model.T, int(n)) for n in step_counts]
     rows = []
     for s, n in tqdm(dict.fromkeys(grid), desc="inference settings", disable=not progress, leave=False):
@@ -129,9 +130,9 @@ def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, 
     return axes[0].figure
 
 
+@in_eval_mode
 def user_probabilities(model, data, user: int, start_step: int, inference_steps: int, split: str = "test"):
     """p(i | h0_hat) over items for one user (n_items,), with the model's seeded h_s."""
-    model.eval()
     scores = model.score(data, torch.tensor([user]), split, start_step=start_step, inference_steps=inference_steps)
     return torch.softmax(scores[0].float(), 0).cpu().numpy()
 

@@ -173,12 +173,14 @@ class DiffRec(nn.Module):
 
     # ------------------------------------------------------------------ data
     def input_matrix(self, data) -> torch.Tensor:
-        """x_0 of every user, (n_users, n_items) dense float32 on the model's device (cached)."""
+        """x_0 of every user, (n_users, n_items) dense on the model's device, in its dtype
+        (float32 unless the model was made ``.double()``; cached)."""
         source = data.train if self.input_fn is None else self.input_fn(data)
-        device = self.diffusion.betas.device
-        if self._dense is None or self._dense[0] is not source or self._dense[1].device != device:
+        w = next(self.denoiser.parameters())
+        if (self._dense is None or self._dense[0] is not source or self._dense[1].device != w.device
+                or self._dense[1].dtype != w.dtype):
             dense = source.toarray() if sp.issparse(source) else source
-            dense = torch.as_tensor(dense, dtype=torch.float32, device=device)
+            dense = torch.as_tensor(dense, dtype=w.dtype, device=w.device)
             if dense.shape != (data.n_users, self.n_items):
                 raise ValueError(f"input matrix has shape {tuple(dense.shape)}, expected "
                                  f"({data.n_users}, {self.n_items}): was the model built for "
@@ -257,11 +259,11 @@ class DiffRec(nn.Module):
         first, last = net.in_layers[0], net.out_layers[-1]
         W_x, W_e = first.weight[:, :self.n_items], first.weight[:, self.n_items:]
         M, m = W_x @ last.weight, W_x @ last.bias                  # (H1, H_L), (H1,)
-        c0 = diff.posterior_coef_x0.float()
-        c1 = diff.posterior_coef_xt.float()
+        c0 = diff.posterior_coef_x0.to(W_x.dtype)                    # float32 (float64 after .double())
+        c1 = diff.posterior_coef_xt.to(W_x.dtype)
         a = x_T @ W_x.T                                              # (B, H1)
         steps = torch.arange(diff.T, device=x_T.device)
-        bias = net.emb_layer(timestep_embedding(steps, net.emb_size)) @ W_e.T + first.bias  # (T, H1)
+        bias = net.emb_layer(timestep_embedding(steps, net.emb_size).to(W_x.dtype)) @ W_e.T + first.bias  # (T, H1)
         for i in reversed(range(diff.T)):
             h = torch.tanh(a + bias[i])
             for layer in net.in_layers[1:]:

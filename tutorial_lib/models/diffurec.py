@@ -39,13 +39,16 @@ the same settings on the same device repeat exactly).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import GaussianDiffusion
+from ..metrics import user_ids
 from ..schedules import get_betas
-from ..sequences import MAX_LEN, PAD, SequenceBatches, check_batch, eval_inputs, length_chunks
+from ..sequences import (MAX_LEN, PAD, SequenceBatches, check_batch, check_max_len, eval_inputs,
+                         length_chunks)
 from .toy import timestep_embedding
 from .transformer import TransformerEncoder
 
@@ -104,7 +107,7 @@ class DiffuRec(nn.Module):
         if hidden < 2 or hidden % 2:
             raise ValueError(f"hidden must be an even number >= 2 (the sinusoidal step embedding "
                              f"has hidden / 2 frequencies), got {hidden}")
-        self.n_items, self.hidden, self.max_len = n_items, hidden, max_len
+        self.n_items, self.hidden, self.max_len = n_items, hidden, check_max_len(max_len)
         self.release_padding = release_padding
         self.chunk_size, self.amp, self.eval_seed = chunk_size, amp, eval_seed
         self.item_emb = nn.Embedding(n_items + 1, hidden)                       # N(0, 1), as released
@@ -138,9 +141,12 @@ class DiffuRec(nn.Module):
     def logits(self, x0: torch.Tensor) -> torch.Tensor:
         """x0 (B, d) -> (B, n_items): inner products with every item embedding ("rounding").
 
-        Always in float32, also under bf16 autocast: bf16 scores would tie among 10k items."""
+        Always in float32 (float64 for a ``.double()`` model), also under bf16 autocast: bf16
+        scores would tie among 10k items."""
+        w = self.item_emb.weight[1:]
+        dtype = torch.promote_types(w.dtype, torch.float32)
         with torch.autocast(x0.device.type, enabled=False):
-            return x0.float() @ self.item_emb.weight[1:].T
+            return x0.to(dtype) @ w.to(dtype).T
 
     # ------------------------------------------------------------------ train.fit protocol
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -201,14 +207,17 @@ class DiffuRec(nn.Module):
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid", generator: torch.Generator | None = None) -> torch.Tensor:
-        """(len(users), n_items): x_0 . e_i after the reverse chain from noise. Seeded: the same
-        users (in the same batches) give the same scores every time."""
+        """(len(users), n_items): x_0 . e_i after the reverse chain from noise. Seeded: in eval
+        mode the same users (in the same batches) give the same scores every time (in training
+        mode dropout makes them differ). ``users=None``: every user."""
         dev = self.item_emb.weight.device
-        users = torch.as_tensor(users).reshape(-1)                 # one id is a batch of one
+        users = np.arange(data.n_users) if users is None else users
+        users = torch.from_numpy(user_ids(users, data.n_users))   # one id is a batch of one
         windows = eval_inputs(data, split, users, self.max_len).to(dev)
         gen = self.generator_for(users, dev) if generator is None else generator
-        out = torch.empty(len(windows), self.n_items, device=dev)
+        out = torch.empty(len(windows), self.n_items, device=dev,
+                          dtype=torch.promote_types(self.item_emb.weight.dtype, torch.float32))
         with self._autocast(dev):
             for rows, w in self._chunks(windows):
-                out[rows] = self.logits(self.reverse(w, gen)).float()
+                out[rows] = self.logits(self.reverse(w, gen))
         return out

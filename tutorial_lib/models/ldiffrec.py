@@ -271,9 +271,9 @@ class LDiffRec(nn.Module):
         return sp.csr_matrix(data.train if self.input_fn is None else self.input_fn(data))
 
     def _rows(self, matrix: sp.csr_matrix, users) -> torch.Tensor:
-        device = self.diffusion.betas.device
+        w = next(self.denoiser.parameters())            # the model's device and dtype
         rows = matrix[user_ids(users, matrix.shape[0])].toarray()
-        return torch.as_tensor(rows, dtype=torch.float32, device=device)
+        return torch.as_tensor(rows, dtype=w.dtype, device=w.device)
 
     def input_rows(self, data, users) -> torch.Tensor:
         """Dense input rows x (len(users), I) of ``users``, on the model's device."""

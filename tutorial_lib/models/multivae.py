@@ -94,13 +94,15 @@ class MultiVAE(nn.Module):
 
     # ------------------------------------------------------------------ protocol
     def input_matrix(self, data) -> torch.Tensor:
-        """Every user's training row, (n_users, n_items) dense float32 on the model's device."""
-        device = self.update_count.device
+        """Every user's training row, (n_users, n_items) dense on the model's device, in its dtype
+        (float32 unless the model was made ``.double()``)."""
+        w = next(self.parameters())
         if data.n_items != self.n_items:
             raise ValueError(f"data has {data.n_items} items but the model was built for {self.n_items}")
-        if self._dense is None or self._dense[0] is not data.train or self._dense[1].device != device:
+        if (self._dense is None or self._dense[0] is not data.train or self._dense[1].device != w.device
+                or self._dense[1].dtype != w.dtype):
             dense = data.train.toarray() if sp.issparse(data.train) else data.train
-            self._dense = (data.train, torch.as_tensor(dense, dtype=torch.float32, device=device))
+            self._dense = (data.train, torch.as_tensor(dense, dtype=w.dtype, device=w.device))
         return self._dense[1]
 
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):

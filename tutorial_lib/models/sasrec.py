@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sequences import MAX_LEN, PAD, check_batch, eval_inputs, length_chunks, next_item_windows
+from ..sequences import (MAX_LEN, PAD, check_batch, check_max_len, eval_inputs, length_chunks,
+                         next_item_windows)
 from .transformer import PositionalEmbedding, TransformerEncoder
 
 
@@ -43,7 +45,7 @@ class SASRec(nn.Module):
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
-        self.n_items, self.hidden, self.max_len = n_items, hidden, max_len
+        self.n_items, self.hidden, self.max_len = n_items, hidden, check_max_len(max_len)
         self.chunk_size, self.amp = chunk_size, amp
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=PAD)
         nn.init.normal_(self.item_emb.weight, std=0.02)
@@ -67,13 +69,18 @@ class SASRec(nn.Module):
         return self.encoder(h, pad, last_only=last_only)
 
     def logits(self, r: torch.Tensor) -> torch.Tensor:
-        """r (..., d) -> scores (..., n_items): inner products with every item's embedding (float32)."""
+        """r (..., d) -> scores (..., n_items): inner products with every item's embedding (float32,
+        also under bf16 autocast; float64 for a ``.double()`` model)."""
+        w = self.item_emb.weight[1:]
+        dtype = torch.promote_types(w.dtype, torch.float32)
         with torch.autocast(r.device.type, enabled=False):
-            return r.float() @ self.item_emb.weight[1:].T
+            return r.to(dtype) @ w.to(dtype).T
 
     # ------------------------------------------------------------------ train.fit protocol
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One epoch of (inputs (B, L), targets (B, L)) user windows, shuffled."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if self._train_cache is None or self._train_cache[0] is not data:      # the object, not id():
             self._train_cache = (data, next_item_windows(data, self.max_len))  # ids are reused
         inputs, targets = self._train_cache[1]
@@ -100,8 +107,9 @@ class SASRec(nn.Module):
         """(len(users), n_items) scores from the last position of each user's input window."""
         dev = self.item_emb.weight.device
         windows = eval_inputs(data, split, users, self.max_len).to(dev)
-        out = torch.empty(len(windows), self.n_items, device=dev)
+        out = torch.empty(len(windows), self.n_items, device=dev,
+                          dtype=torch.promote_types(self.item_emb.weight.dtype, torch.float32))
         with self._autocast(dev):
             for rows, w in length_chunks(windows, self.chunk_size):
-                out[rows] = self.logits(self.represent(w, last_only=True)).float()
+                out[rows] = self.logits(self.represent(w, last_only=True))
         return out

@@ -114,7 +114,8 @@ class SeqDiffRec(nn.Module):
             raise ValueError(f"rounding must be one of {self.ROUNDING}, got {rounding!r}")
         if not isinstance(n_items, (int, np.integer)) or n_items < 1:
             raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
-        self.n_items, self.hidden, self.max_len, self.seed = int(n_items), hidden, max_len, seed
+        self.n_items, self.hidden, self.seed = int(n_items), hidden, seed
+        self.max_len = sequences.check_max_len(max_len)
         self.rounding_on, self.chunk_size = rounding, chunk_size
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)     # EMB(i), 0 = padding
         self.pos_emb = PositionalEmbedding(max_len + 1, hidden)               # history + target slot
@@ -179,7 +180,8 @@ class SeqDiffRec(nn.Module):
         """The simplified objective: importance-weighted MSE + rounding cross-entropies (a scalar)."""
         history, target = batch
         t, w = self.sampler.sample(len(target), history.device)
-        mse, ce = torch.empty_like(w), torch.empty_like(w)
+        dtype = self.rounding.weight.dtype                                  # float64 after .double()
+        mse, ce = torch.empty_like(w, dtype=dtype), torch.empty_like(w, dtype=dtype)
         for rows, hist in sequences.length_chunks(history, self.chunk_size):
             out = self.losses(hist, target[rows], t[rows])
             mse[rows] = out["mse"]
@@ -227,7 +229,7 @@ class SeqDiffRec(nn.Module):
         s, K = self._check_inference(self.start_step if start_step is None else start_step,
                                      self.inference_steps if inference_steps is None else inference_steps)
         taus = torch.linspace(s, 1, K).round().long().unique() - 1          # 0-based, increasing
-        h = torch.randn(len(history), self.hidden, generator=generator).to(history.device)
+        h = torch.randn(len(history), self.hidden, generator=generator).to(history.device, self.rounding.weight.dtype)
         sub = respaced(self.diffusion, taus).to(history.device)
         f = self.denoiser(history)
         path = []
@@ -237,13 +239,14 @@ class SeqDiffRec(nn.Module):
         return (h0_hat, torch.stack(path)) if return_trajectory else h0_hat
 
     @torch.no_grad()
-    def score(self, data, users, split: str = "test", start_step: int | None = None,
+    def score(self, data, users, split: str = "valid", start_step: int | None = None,
               inference_steps: int | None = None) -> torch.Tensor:
-        """Logits W h0_hat + b for ``users`` (B, n_items); seeded, so calls repeat exactly."""
+        """Logits W h0_hat + b for ``users`` (B, n_items); seeded, so calls in eval mode repeat
+        exactly (in training mode dropout makes them differ)."""
         dev = self.rounding.weight.device
         history = sequences.eval_inputs(data, split, users, self.max_len).to(dev)
         generator = torch.Generator().manual_seed(self.seed)
-        out = torch.empty(len(history), self.n_items, device=dev)
+        out = torch.empty(len(history), self.n_items, device=dev, dtype=self.rounding.weight.dtype)
         for rows, hist in sequences.length_chunks(history, self.chunk_size):
             out[rows] = self.round(self.predict_h0(hist, start_step, inference_steps, generator))
         return out
