@@ -304,7 +304,10 @@ class LDiffRec(nn.Module):
         return max(lam, self.lambda_min), beta
 
     def loss_terms(self, x: torch.Tensor) -> dict:
-        """The three terms of the loss for a batch x (B, I), unweighted, and the total."""
+        """The three terms of the loss for a batch x (B, I), unweighted, and the total.
+
+        Like a training step, it records the batch's diffusion losses in the importance
+        sampler (its p_t), so calling it to inspect the terms nudges later step draws."""
         mu, logvar = self.vae.encode(x)
         z0 = self.vae.reparameterize(mu, logvar)
         t, w = self.sampler.sample(x.shape[0], device=x.device)

@@ -28,8 +28,8 @@ and the simplification drops the weight (as Ho et al. and Diffusion-LM do):
 W); -log p(i | h0_hat) rounds the denoiser's own prediction, which is what inference ranks by.
 ``rounding="h0"`` keeps only the first (our closest reading of the paper), ``"h0_hat"`` only the
 second, ``"both"`` (default) both: on the synthetic sequences the first alone lets the
-embeddings shrink (the MSE then gets small for free) and ends at about a third of the
-default's HR@10 (notebook 07, exercise 1).
+embeddings grow less (the MSE pulls them towards small, alike vectors) and ends at about a
+third of the default's HR@10 (notebook 07, exercise 1).
 
 Steps are drawn by importance sampling: p_t proportional to sqrt(E[L_t^2]) over each step's
 last 10 losses (``diffusion.StepSampler("importance")``), so steps with larger loss are drawn
