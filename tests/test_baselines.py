@@ -180,3 +180,64 @@ def test_every_model_trains_and_scores_in_float64(name):
     h = fit(model, data, epochs=1, batch_size=32, device="cpu", progress=False)
     assert np.isfinite(h.train_loss[0]) and h.best_valid
     assert model.score(data, [0, 1], "valid").dtype == torch.float64
+
+
+def test_ease_tune_uses_the_metric_it_is_given_and_keeps_the_first_of_equals(data, monkeypatch):
+    lambdas = [1.0, 30.0, 1e5]
+    _, valid = EASE.tune(data, lambdas, metric="ndcg@10", progress=False)
+    by_hand = {lam: evaluate(lambda u, m=EASE(lam).fit(data): m.score(data, u), data, "valid")["ndcg@10"]
+               for lam in lambdas}
+    assert valid == pytest.approx(by_hand)
+    import tutorial_lib.metrics as M
+    monkeypatch.setattr(M, "evaluate", lambda *a, **k: {"recall@20": 0.5})   # every lambda ties
+    assert EASE.tune(data, [30.0, 1.0], progress=False)[0].lam == 30.0
+
+
+def test_multivae_loss_is_the_annealed_elbo_in_closed_form():
+    # -L_beta = -sum_i x_i log softmax(f(z))_i + beta * KL(N(mu, sigma^2) || N(0, I)), z = mu in eval
+    torch.manual_seed(0)
+    vae = MultiVAE(12, hidden=[6], latent=3, anneal_cap=1.0, total_anneal_steps=10).eval()
+    vae.update_count.fill_(5)                                         # beta = 5 / 10
+    x = (torch.rand(4, 12) < 0.4).float()
+    mu, logvar = vae.encode(x, dropout=False)
+    nll = -(torch.log_softmax(vae.decode(mu), -1) * x).sum(-1).mean()
+    kl = 0.5 * (mu ** 2 + logvar.exp() - logvar - 1).sum(-1).mean()
+    torch.testing.assert_close(vae.loss(x), nll + 0.5 * kl)
+    assert int(vae.update_count) == 5                                 # eval never advances the annealing
+    vae.train()
+    vae.loss(x)
+    assert int(vae.update_count) == 6
+
+
+def test_multivae_encoder_normalises_drops_out_and_splits_mu_logvar():
+    torch.manual_seed(0)
+    vae = MultiVAE(12, hidden=[6], latent=3, dropout=0.5)
+    x = (torch.rand(4, 12) < 0.4).float()
+    x[:, 0] = 1
+    mu, logvar = vae.encode(x, dropout=False)
+    torch.testing.assert_close(vae.encode(3 * x, dropout=False)[0], mu)        # the L2-normalised row
+    out = torch.tanh(vae.encoder[0](x / x.norm(dim=1, keepdim=True)))
+    out = vae.encoder[1](out)
+    torch.testing.assert_close(mu, out[:, :3])
+    torch.testing.assert_close(logvar, out[:, 3:])
+    vae.train()
+    assert not torch.equal(vae.encode(x)[0], mu)                     # input dropout in training
+    with torch.no_grad():
+        vae.decoder[-1].bias.fill_(5.0)
+        vae.decoder[-1].weight.zero_()
+    assert (vae.decode(mu) > 1.5).all()                               # logits: no tanh on the last layer
+
+
+def test_multivae_samples_z_with_the_reparameterisation_in_training_only():
+    torch.manual_seed(0)
+    vae = MultiVAE(12, hidden=[6], latent=3).train()
+    x = (torch.rand(4, 12) < 0.4).float()
+    torch.manual_seed(1)
+    logits, mu, logvar = vae(x)
+    torch.manual_seed(1)                                              # replay: encode, then eps
+    mu_, logvar_ = vae.encode(x)
+    z = mu_ + torch.randn_like(mu_) * torch.exp(0.5 * logvar_)        # sigma = exp(logvar / 2)
+    torch.testing.assert_close(logits, vae.decode(z))
+    vae.eval()
+    logits, mu, _ = vae(x)
+    torch.testing.assert_close(logits, vae.decode(mu))                # eval: z = mu

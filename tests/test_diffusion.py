@@ -282,3 +282,58 @@ def test_schedule_is_kept_in_float32_on_a_device_without_float64():
 
     with pytest.raises(TypeError, match="something else"):        # other errors are not swallowed
         GaussianDiffusion(betas)._apply(unrelated)
+
+
+# ------------------------------------------------ each term against its formula, replaying the noise
+
+def test_denoising_terms_replay_the_closed_form_step_by_step():
+    # L_{t-1} = (SNR(t-1) - SNR(t)) / 2 * ||x0_hat(x_t, t) - x0||^2 for t = 1..T-1, with x_t drawn
+    # in that order from the generator; a model that depends on x_t makes every slip visible
+    diff = make(T=6)
+    x0 = torch.rand(4, 5, dtype=torch.float64)
+    model = lambda x, t: x / 2
+    den = diff.denoising_matching_terms(model, x0, torch.Generator().manual_seed(0))
+    assert den.shape == (diff.T - 1, 4)                              # t = 1 .. T-1: no step twice
+    g = torch.Generator().manual_seed(0)
+    for row, i in enumerate(range(1, diff.T)):
+        t = torch.full((4,), i)
+        x_t = diff.q_sample(x0, t, generator=g)
+        weight = (diff.snr(t - 1) - diff.snr(t)) / 2
+        torch.testing.assert_close(den[row], weight * ((x_t / 2 - x0) ** 2).sum(1))
+
+
+def test_sample_adds_the_posterior_noise_at_every_reverse_step():
+    diff = make(T=6, mean_type="eps")
+    model = lambda x, t: torch.zeros_like(x)
+    _, traj = diff.sample(model, (2, 3), return_trajectory=True, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    x_T = torch.randn((2, 3), generator=g)
+    out = diff.p_mean_variance(model, x_T, torch.full((2,), diff.T - 1))
+    expected = out["mean"] + torch.exp(0.5 * out["log_variance"]) * torch.randn((2, 3), generator=g)
+    torch.testing.assert_close(traj[1], expected)
+
+
+def test_p_sample_with_one_step_noises_the_input_once():
+    diff = make(T=5)
+    x0 = torch.rand(2, 3, dtype=torch.float64)
+    _, traj = diff.p_sample(lambda x, t: x0, x0, steps=1, return_trajectory=True,
+                            generator=torch.Generator().manual_seed(0))
+    noised = diff.q_sample(x0, torch.zeros(2, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(traj[0], noised) and not torch.equal(traj[0], x0)
+
+
+def test_snr_before_the_first_step_is_infinite():
+    assert math.isinf(make(T=4).snr(torch.tensor([-1]))[0])
+
+
+def test_step_sampler_waits_for_every_step_and_its_state_round_trips():
+    s = StepSampler(T=3, history=2)
+    s.update(torch.tensor([0, 0]), torch.tensor([1.0, 5.0]))          # step 0 full, steps 1-2 empty
+    assert not s.warmed_up
+    torch.testing.assert_close(s.probabilities(), torch.full((3,), 1 / 3, dtype=torch.float64))
+    s.update(torch.tensor([1, 1, 2, 2]), torch.tensor([2.0, 2.0, 9.0, 9.0]))
+    assert s.warmed_up
+    again = StepSampler(T=3, history=2)
+    again.load_state(s.state())
+    assert torch.equal(again.count, s.count) and again.warmed_up
+    torch.testing.assert_close(again.probabilities(), s.probabilities())

@@ -108,3 +108,22 @@ def test_a_step_without_noise_is_rejected():
     from tutorial_lib.diffusion import GaussianDiffusion
     with pytest.raises(ValueError, match="adds no noise.*choose larger noise"):
         GaussianDiffusion(torch.tensor([1e-17, 0.01, 0.02]))
+
+
+def test_linear_and_quadratic_rescale_ddpm_bounds_by_1000_over_T():
+    # Nichol & Dhariwal's rescaling: beta from 1e-4 * 1000/T to 0.02 * 1000/T
+    assert schedules.linear(50)[0].item() == pytest.approx(2e-3)
+    assert schedules.linear(50)[-1].item() == pytest.approx(0.4)
+    assert schedules.quadratic(50)[0].item() == pytest.approx(2e-3)
+    assert schedules.quadratic(50)[-1].item() == pytest.approx(0.4)
+
+
+def test_snr_is_alpha_bar_over_one_minus_alpha_bar():
+    betas = torch.tensor([0.2, 0.5], dtype=torch.float64)           # alpha_bar = 0.8, 0.4
+    torch.testing.assert_close(schedules.snr(betas), torch.tensor([4.0, 0.4 / 0.6], dtype=torch.float64))
+
+
+def test_a_step_that_destroys_everything_is_rejected():
+    from tutorial_lib.diffusion import GaussianDiffusion
+    with pytest.raises(ValueError):
+        GaussianDiffusion(torch.tensor([0.1, 1.0], dtype=torch.float64))

@@ -118,3 +118,22 @@ def test_hand_built_windows_must_be_left_padded():
     check_batch(torch.tensor([[0, 0, 5], [0, 9, 3]]), torch.tensor([1, 2]), n_items=20)
     with pytest.raises(ValueError, match="left-padded"):       # the models read the last column
         check_batch(torch.tensor([[5, 7, 0], [9, 3, 12]]), torch.tensor([1, 2]), n_items=20)
+
+
+def test_batch_order_follows_the_generator_and_shuffle_false_keeps_it():
+    sb = SequenceBatches(loo_synthetic(n_users=40, n_items=80, interactions_per_user=8, seed=0)[0], max_len=5)
+    order = lambda seed: torch.cat([y for _, y in sb.batches(7, torch.Generator().manual_seed(seed))]).tolist()
+    assert order(0) == order(0) and order(0) != order(1)
+    assert torch.cat([y for _, y in sb.batches(7, shuffle=False)]).tolist() == sb.targets.tolist()
+
+
+def test_check_batch_bounds_are_exact():
+    from tutorial_lib.sequences import check_batch
+    check_batch(torch.tensor([[0, 1, 6]]), torch.tensor([5]), n_items=6)          # item 5 is id 6
+    with pytest.raises(ValueError, match="window ids"):
+        check_batch(torch.tensor([[0, 1, 7]]), torch.tensor([5]), n_items=6)
+    with pytest.raises(ValueError, match="target ids"):
+        check_batch(torch.tensor([[0, 1, 6]]), torch.tensor([6]), n_items=6)
+    check_batch(torch.tensor([[1, 2, 3]]), torch.tensor([[-100, 0, 5]]), n_items=6, ignore_index=-100)
+    with pytest.raises(ValueError, match="target ids"):
+        check_batch(torch.tensor([[1, 2, 3]]), torch.tensor([[-100, 0, 5]]), n_items=6)

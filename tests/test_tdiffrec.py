@@ -95,3 +95,17 @@ def test_tdiffrec_beats_diffrec_on_drifting_interests():
         results[name] = h.best_test
     assert results["tdiffrec"]["recall@20"] > results["diffrec"]["recall@20"] + 0.01
     assert results["tdiffrec"]["ndcg@20"] > results["diffrec"]["ndcg@20"] + 0.01
+
+
+def test_ltdiffrec_feeds_weighted_rows(synthetic):
+    from tutorial_lib.models.tdiffrec import LTDiffRec
+    data, _ = synthetic
+    model = LTDiffRec(data.n_items, w_min=0.2, clusters=np.arange(data.n_items) % 2)
+    x = next(iter(model.batches(data, data.n_users, None)))
+    assert isinstance(model.input_fn, TimeWeights)
+    assert x[x > 0].min() == pytest.approx(0.2) and x.max() == pytest.approx(1.0)
+
+
+def test_equal_weights_are_allowed_and_flat():
+    w = time_weights(hand_data(), 0.5, 0.5)
+    assert np.allclose(w.data, 0.5) and w.nnz == hand_data().train.nnz

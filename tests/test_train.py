@@ -433,3 +433,71 @@ def test_device_names_an_unavailable_device_however_it_is_given():
             device(name)
     with pytest.raises(ValueError, match="unknown device"):
         device("gpu")
+
+
+# ------------------------------------------------ what fit passes on, records and seeds
+
+class Recording(ToyMF):
+    """ToyMF that records the mode it is scored in, each batch's users and each batch loss."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.scored_in_training, self.batch_users, self.batch_losses = [], [], []
+
+    def batches(self, data, batch_size, generator):
+        for users, rows in super().batches(data, batch_size, generator):
+            self.batch_users.append(users.tolist())
+            yield users, rows
+
+    def loss(self, batch):
+        value = super().loss(batch)
+        self.batch_losses.append(value.item())
+        return value
+
+    def score(self, data, users, split="valid"):
+        self.scored_in_training.append(self.training)
+        return super().score(data, users, split)
+
+
+def test_fit_scores_in_eval_mode_and_records_the_mean_batch_loss(blocks):
+    torch.manual_seed(1)
+    model = Recording()
+    h = fit(model, blocks, epochs=2, **FAST)
+    assert model.scored_in_training and not any(model.scored_in_training)
+    per_epoch = np.array(model.batch_losses).reshape(2, -1).mean(axis=1)      # 5 batches an epoch
+    np.testing.assert_allclose(h.train_loss, per_epoch, rtol=1e-6)
+
+
+def test_fit_passes_lr_weight_decay_and_mask_history_on(blocks, tmp_path):
+    model = new_model()
+    h = fit(model, blocks, epochs=1, lr=0.03, weight_decay=0.1, mask_history=False,
+            checkpoint=tmp_path / "ck.pt", test=False, **FAST)
+    group = torch.load(tmp_path / "ck.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert group["lr"] == 0.03 and group["weight_decay"] == 0.1        # not AdamW's default 0.01
+    unmasked = evaluate(lambda u: model.score(blocks, u), blocks, "valid", ks=(10,), mask_history=False)
+    masked = evaluate(lambda u: model.score(blocks, u), blocks, "valid", ks=(10,))
+    assert h.best_valid == pytest.approx(unmasked) and unmasked != pytest.approx(masked)
+
+
+def test_with_test_every_epoch_best_test_stays_at_the_best_validation_epoch(blocks):
+    h = fit(new_model(flip=True), blocks, epochs=5, lr=0.05, patience=None, test=True, **FAST)
+    assert h.best_epoch < 5 and len(h.test) == 5
+    assert h.best_test == dict(h.test)[h.best_epoch]
+
+
+def test_the_seed_decides_the_batch_order(blocks):
+    orders = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(1)
+        model = Recording()
+        fit(model, blocks, epochs=1, seed=seed, **FAST)
+        orders.append(model.batch_users)
+    assert orders[0] == orders[1] and orders[0] != orders[2]
+
+
+def test_a_patience_stop_at_the_last_epoch_is_not_an_early_stop(blocks, tmp_path):
+    h = fit(new_model(), blocks, epochs=4, lr=0.0, patience=3, checkpoint=tmp_path / "ck.pt", **FAST)
+    assert h.epochs == 4 and not h.stopped_early                        # it ran all its epochs
+    h = fit(new_model(), blocks, epochs=6, lr=0.0, patience=3, checkpoint=tmp_path / "ck.pt",
+            resume=True, **FAST)
+    assert h.epochs == 5 and h.stopped_early                            # so a larger epochs trains on
