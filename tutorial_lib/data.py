@@ -445,7 +445,8 @@ def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
     """Read a delimited text file with a header row and pass it to :func:`from_dataframe`.
 
     User and item ids are read as text: integers when all are written as plain integers,
-    else strings (the keys of ``user_map`` / ``item_map``), so no two raw ids merge.
+    else strings (the keys of ``user_map`` / ``item_map``, numbered in string order: "10"
+    before "9"), so no two raw ids merge ("007" and "7" stay two users).
     """
     path = Path(path)
     kwargs.setdefault("name", path.stem)
