@@ -95,6 +95,11 @@ def check_batch(windows: torch.Tensor, targets: torch.Tensor | None, n_items: in
                          + f", got min {target_bounds[0]} max {target_bounds[1]}")
 
 
+def check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def check_max_len(max_len) -> int:
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ValueError(f"max_len must be a positive integer, got {max_len!r}")
@@ -222,8 +227,7 @@ class SequenceBatches:
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
                 shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of ``(inputs (B, L), targets (B,))``, shuffled with ``generator``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
             idx = order[start:start + batch_size]

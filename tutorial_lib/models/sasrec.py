@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sequences import (MAX_LEN, PAD, check_batch, check_max_len, eval_inputs, length_chunks,
-                         next_item_windows)
+from ..sequences import (MAX_LEN, PAD, check_batch, check_batch_size, check_max_len, eval_inputs,
+                         length_chunks, next_item_windows)
 from .transformer import PositionalEmbedding, TransformerEncoder
 
 
@@ -79,8 +78,7 @@ class SASRec(nn.Module):
     # ------------------------------------------------------------------ train.fit protocol
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One epoch of (inputs (B, L), targets (B, L)) user windows, shuffled."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         if self._train_cache is None or self._train_cache[0] is not data:      # the object, not id():
             self._train_cache = (data, next_item_windows(data, self.max_len))  # ids are reused
         inputs, targets = self._train_cache[1]
