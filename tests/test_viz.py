@@ -185,3 +185,111 @@ def test_inference_helpers_leave_the_models_mode_as_they_found_it(loo):
     part = next(seqdiffrec.children()).train()                 # a mixed state comes back as it was
     viz_seqdiffrec.user_probabilities(seqdiffrec, loo, 0, 5, 1)
     assert not seqdiffrec.training and part.training
+
+
+def test_denoising_trajectories_leave_the_models_mode_as_they_found_it(synthetic):
+    data, truth = synthetic
+    model = DiffRec(data.n_items, dims=[16], T=4).train()
+    viz_diffrec.denoising_trajectories(model, data, [0, 1], truth)
+    assert all(m.training for m in model.modules())
+    model.eval()
+    part = next(model.children()).train()                      # a mixed state comes back as it was
+    viz_diffrec.denoising_trajectories(model, data, [0, 1], truth)
+    assert not model.training and part.training
+
+
+def _draw_from_two_threads(controls: dict, values: list, draw_seconds: float = 0.05):
+    """live_output over ``controls`` whose draw records its arguments; each of ``values``
+    ({name: value}) is set on its own thread, as two widget events on two kernel threads."""
+    import threading
+    import time
+
+    drawn, running, peak = [], [0], [0]
+
+    def draw(**kw):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        time.sleep(draw_seconds)
+        drawn.append(kw)
+        running[0] -= 1
+        return plt.figure()
+
+    viz.live_output(draw, controls)
+    threads = [threading.Thread(target=lambda v=v: [setattr(controls[k], "value", x) for k, x in v.items()])
+               for v in values]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)                 # the second event arrives while the first one draws
+    for t in threads:
+        t.join()
+    return drawn, peak[0]
+
+
+def test_live_output_draws_one_figure_at_a_time_and_ends_on_the_sliders_values():
+    # JupyterLab >= 4.4 with ipykernel >= 7 can deliver successive slider events on two threads;
+    # two overlapping matplotlib draws raised ParseException in the browser test.
+    slider, user = widgets.IntSlider(value=0, max=10), widgets.Dropdown(options=[0, 1], value=0)
+    drawn, peak = _draw_from_two_threads({"step": slider, "user": user}, [{"step": 3}, {"step": 7, "user": 1}])
+    assert peak == 1, "two redraws overlapped"
+    assert drawn[0] == {"step": 0, "user": 0}                  # drawn once when built
+    assert drawn[-1] == {"step": slider.value, "user": user.value} == {"step": 7, "user": 1}
+    assert not plt.get_fignums()
+
+
+def test_live_output_skips_values_it_has_already_shown():
+    slider = widgets.IntSlider(value=0, max=10)
+    drawn, _ = _draw_from_two_threads({"step": slider}, [{"step": 5}, {"step": 5}])
+    assert [d["step"] for d in drawn] == [0, 5]
+
+
+def test_trajectory_explorer_redraws_under_the_explorers_lock(synthetic, monkeypatch):
+    data, truth = synthetic
+    model = DiffRec(data.n_items, dims=[16], T=4).eval()
+    held = []
+    draw = viz_diffrec.draw_trajectory_step
+    monkeypatch.setattr(viz_diffrec, "draw_trajectory_step",
+                        lambda *a: held.append(viz._REDRAW_LOCK._is_owned()) or draw(*a))
+    box = viz_diffrec.trajectory_explorer(model, data, truth, users=[0, 1], k=5)
+    box.children[0].children[1].value = 2                       # the step slider
+    assert held == [True, True]
+
+
+MATHTEXT_THREADS = r"""
+import sys, threading
+import matplotlib
+matplotlib.use("Agg")
+from matplotlib.mathtext import MathTextParser
+import tutorial_lib.viz
+
+errors = []
+def work(k):
+    parser = MathTextParser("agg")
+    try:
+        for i in range(60):     # log-axis tick labels are mathtext; distinct strings defeat the cache
+            parser.parse(f"$\\mathdefault{{10^{{-{k}.{i}}}}}\\ x_{{{k}_{i}}}$", dpi=72)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), errors[:1])
+"""
+
+
+def test_mathtext_parses_safely_from_several_threads():
+    # Without the lock 3 or 4 of the 4 threads raise ParseException "at char 0" (matplotlib 3.11),
+    # in a subprocess because a corrupted parser can also crash the interpreter.
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", MATHTEXT_THREADS], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("0 "), run.stdout
+
+
+def test_schedule_explorer_opens_on_diffrecs_exact_values():
+    box = viz.schedule_explorer()
+    sliders = {c.description: c.value for row in box.children[:2] for c in row.children}
+    assert sliders == {"schedule": "linear-var", "T": 40, "noise_scale": 0.005, "noise_min": 0.005,
+                       "noise_max": 0.01}
+    assert 0.6 in viz.SCHEDULE_SLIDER_STOPS and max(viz.SCHEDULE_SLIDER_STOPS) == 1.0   # exercise 2's values

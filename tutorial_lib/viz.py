@@ -11,6 +11,9 @@ Add a section per notebook; keep each function short and its arguments plain ten
 """
 from __future__ import annotations
 
+import functools
+import threading
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -31,6 +34,72 @@ def show(fig) -> None:
 
     display(fig)
     plt.close(fig)
+
+
+# Widget callbacks may run on two threads at once. JupyterLab >= 4.4 sends widget messages to
+# a kernel subshell, and ipykernel >= 7 runs a subshell on its own thread; successive slider
+# events can land on the main shell and on the subshell, and a cell may be drawing meanwhile.
+# matplotlib is not thread-safe: its mathtext parser (log-axis tick labels are mathtext) keeps
+# global state and raises ParseException "at char 0" when two threads parse at once.
+_REDRAW_LOCK = threading.RLock()
+_MATHTEXT_LOCK = threading.RLock()
+
+
+def one_at_a_time(redraw):
+    """Decorator for a widget callback: one redraw at a time, in every explorer of the library."""
+    @functools.wraps(redraw)
+    def locked(*args, **kwargs):
+        with _REDRAW_LOCK:
+            return redraw(*args, **kwargs)
+    return locked
+
+
+def live_output(draw, controls: dict):
+    """An ``ipywidgets.Output`` showing ``draw(**values)`` now and whenever a control changes.
+
+    ``controls`` {argument name: widget}. Like ``ipywidgets.interactive_output``, except that
+    redraws never overlap (``one_at_a_time``) and each draws the controls' values as they are
+    when it starts, so the last figure matches the sliders whatever order threads ran in.
+    """
+    import ipywidgets as w
+
+    out, shown = w.Output(), {}
+
+    @one_at_a_time
+    def redraw(*_):
+        values = {name: c.value for name, c in controls.items()}
+        if values == shown:              # a redraw on another thread already showed these values
+            return
+        with out:
+            out.clear_output(wait=True)
+            show(draw(**values))
+        shown.clear()
+        shown.update(values)
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    redraw()
+    return out
+
+
+def _parse_one_at_a_time() -> None:
+    """Wrap matplotlib's mathtext parser in a lock (idempotent), for figures a cell draws while a
+    widget callback draws on another thread. ipympl does the same (ipympl#621)."""
+    from matplotlib import _mathtext
+
+    parse = _mathtext.Parser.parse
+    if getattr(parse, "_one_at_a_time", False):
+        return
+
+    @functools.wraps(parse)
+    def locked(self, *args, **kwargs):
+        with _MATHTEXT_LOCK:
+            return parse(self, *args, **kwargs)
+    locked._one_at_a_time = True
+    _mathtext.Parser.parse = locked
+
+
+_parse_one_at_a_time()
 
 
 # =========================================================================== general
@@ -177,6 +246,10 @@ def draw_schedule(schedule: str = "linear-var", T: int = 40, noise_scale: float 
     return plot_schedules(betas, axes=axes)
 
 
+# The explorer's noise_scale / noise_min / noise_max values: 1e-4 .. 1, log-spaced, exact decimals.
+SCHEDULE_SLIDER_STOPS = [float(f"{m}e{e}") for e in range(-4, 0) for m in (1, 2, 3, 4, 5, 6, 8)] + [1.0]
+
+
 def schedule_explorer():
     """Sliders for schedule, T, noise_scale, noise_min, noise_max -> live ``draw_schedule`` plots.
 
@@ -186,14 +259,18 @@ def schedule_explorer():
     import ipywidgets as w
     from . import schedules
 
+    def log_slider(value, name):     # stops 1..8 per decade, so DiffRec's 0.005 and 0.01 are exact
+        return w.SelectionSlider(options=[(f"{v:g}", v) for v in SCHEDULE_SLIDER_STOPS], value=value,
+                                 description=name)
+
     controls = dict(
         schedule=w.Dropdown(options=list(schedules.SCHEDULES), value="linear-var", description="schedule"),
         T=w.IntSlider(value=40, min=2, max=1000, step=1, description="T"),
-        noise_scale=w.FloatLogSlider(value=0.005, base=10, min=-4, max=0, description="noise_scale"),
-        noise_min=w.FloatLogSlider(value=0.005, base=10, min=-4, max=0, description="noise_min"),
-        noise_max=w.FloatLogSlider(value=0.01, base=10, min=-4, max=0, description="noise_max"),
+        noise_scale=log_slider(0.005, "noise_scale"),
+        noise_min=log_slider(0.005, "noise_min"),
+        noise_max=log_slider(0.01, "noise_max"),
     )
-    out = w.interactive_output(lambda **kw: show(draw_schedule(**kw)), controls)
+    out = live_output(draw_schedule, controls)
     return w.VBox([w.HBox([controls["schedule"], controls["T"]]),
                    w.HBox([controls["noise_scale"], controls["noise_min"], controls["noise_max"]]), out])
 

@@ -23,6 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .utils import eval_mode
+from .viz import one_at_a_time
+
 
 @dataclass
 class Trajectory:
@@ -58,11 +61,9 @@ def denoising_trajectories(model, data, users, truth=None, split: str = "test") 
     users = [int(u) for u in np.atleast_1d(np.asarray(users))]
     if any(not 0 <= u < data.n_users for u in users):
         raise ValueError(f"users must be in [0, {data.n_users}), got {users}")
-    was_training = model.training
-    model.eval()
     x0 = model.input_matrix(data)[torch.as_tensor(users, device=model.input_matrix(data).device)]
-    _, states = model.predict(x0, return_trajectory=True)          # (T+1, B, I)
-    model.train(was_training)
+    with eval_mode(model):
+        _, states = model.predict(x0, return_trajectory=True)      # (T+1, B, I)
     states = states.cpu().numpy()
     held = data.test if split == "test" else data.valid
     out = []
@@ -213,6 +214,7 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     label = widgets.Label()
     image = widgets.Image(format="png")
 
+    @one_at_a_time
     def redraw(*_):
         traj = traj_of(user_box.value)
         label.value = f"showing {_step_label(traj, step.value)}"

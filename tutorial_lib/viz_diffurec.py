@@ -21,7 +21,7 @@ from sklearn.decomposition import PCA
 from .metrics import user_ids
 from .sequences import eval_inputs
 from .utils import eval_mode, in_eval_mode
-from .viz import show as show_figure
+from .viz import live_output
 
 
 def held_out_targets(data, users, split: str = "test") -> np.ndarray:
@@ -148,12 +148,12 @@ def reverse_explorer(model, data, users=range(10), top_k: int = 10, seed: int = 
     user = widgets.Dropdown(options=list(users), value=list(users)[0], description="user")
     k = widgets.IntSlider(value=top_k, min=1, max=50, description="top-K")
 
-    def show(step, user, k):
+    def draw(step, user, k):
         if user not in cache:
             cache[user] = reverse_path(model, data, user, seed=seed)
-        show_figure(draw_reverse(model, data, user, step, k, seed, item_map, cache[user]))
+        return draw_reverse(model, data, user, step, k, seed, item_map, cache[user])
 
-    out = widgets.interactive_output(show, {"step": step, "user": user, "k": k})
+    out = live_output(draw, {"step": step, "user": user, "k": k})
     return widgets.VBox([widgets.HBox([step, user, k]), out])
 
 

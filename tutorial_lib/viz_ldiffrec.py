@@ -15,7 +15,7 @@ import seaborn as sns
 import torch
 
 from .utils import in_eval_mode
-from .viz import _np, show
+from .viz import _np, live_output
 
 
 # =========================================================================== 04 L-DiffRec
@@ -190,8 +190,7 @@ def time_weight_explorer(model, data, user: int, truth=None, k: int = 20):
 
     controls = dict(w_min=widgets.FloatSlider(value=0.1, min=0.05, max=1.0, step=0.05, description="w_min"),
                     w_max=widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="w_max"))
-    out = widgets.interactive_output(
-        lambda w_min, w_max: show(draw_time_weights(model, data, user, w_min, w_max, truth, k)), controls)
+    out = live_output(lambda w_min, w_max: draw_time_weights(model, data, user, w_min, w_max, truth, k), controls)
     return widgets.VBox([widgets.HBox(list(controls.values())), out])
 
 

@@ -22,7 +22,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from .metrics import evaluate
 from .utils import in_eval_mode
 from .viz import _np
-from .viz import show as show_figure
+from .viz import live_output
 
 
 # =========================================================================== the chain
@@ -180,8 +180,8 @@ def inference_explorer(model, data, users=None, sweep: pd.DataFrame | None = Non
                           max=min(max(25, model.inference_steps), model.T))   # opens at the model's K, as the twin
     u = widgets.Dropdown(options=users, value=users[0], description="user")
 
-    def show(start_step, inference_steps, user):
-        show_figure(draw_inference(model, data, user, start_step, min(inference_steps, start_step), sweep, split))
+    def draw(start_step, inference_steps, user):
+        return draw_inference(model, data, user, start_step, min(inference_steps, start_step), sweep, split)
 
-    out = widgets.interactive_output(show, {"start_step": s, "inference_steps": n, "user": u})
+    out = live_output(draw, {"start_step": s, "inference_steps": n, "user": u})
     return widgets.VBox([widgets.HBox([s, n, u]), out])
