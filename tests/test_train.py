@@ -501,3 +501,40 @@ def test_a_patience_stop_at_the_last_epoch_is_not_an_early_stop(blocks, tmp_path
     h = fit(new_model(), blocks, epochs=6, lr=0.0, patience=3, checkpoint=tmp_path / "ck.pt",
             resume=True, **FAST)
     assert h.epochs == 5 and h.stopped_early                            # so a larger epochs trains on
+
+
+def test_an_explorer_on_another_thread_never_switches_a_training_step_to_eval_mode(blocks):
+    # JupyterLab >= 4.4 with ipykernel >= 7 can run a widget callback on a subshell thread while a
+    # cell trains; the callback's eval_mode must wait for the step, not turn dropout off inside it.
+    import threading
+    import time
+
+    from tutorial_lib.utils import eval_mode
+
+    model = new_model()
+    modes, loss = [], model.loss
+
+    def recording_loss(batch):
+        modes.append(model.training)
+        time.sleep(0.001)                 # room for the other thread to act inside the step
+        modes.append(model.training)
+        return loss(batch)
+
+    model.loss = recording_loss
+    done, inside = threading.Event(), []
+
+    def explorer():
+        while not done.is_set():
+            with eval_mode(model):
+                inside.append(not model.training)
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=explorer)
+    thread.start()
+    try:
+        fit(model, blocks, epochs=8, **{**FAST, "eval_every": 4})
+    finally:
+        done.set()
+        thread.join()
+    assert len(inside) > 10, "the explorer thread never ran during training"
+    assert all(inside) and all(modes), f"{modes.count(False)} of {len(modes)} loss checks saw eval mode"

@@ -40,8 +40,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import evaluate, metric_names
+from .utils import MODELS_LOCK, seed_everything
 from .utils import device as pick_device
-from .utils import seed_everything
 
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
@@ -305,13 +305,32 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                      "finished": finished})
         saved_epoch = epoch
 
-    def run_eval(split):
-        model.eval()
-        try:
-            return evaluate(lambda users: model.score(data, users, split=split), data, split,
-                            ks=ks, batch_size=eval_batch_size, mask_history=mask_history)
-        finally:
+    def train_step(batch, epoch: int) -> float:
+        """One optimiser step in train mode; the batch's loss. Under ``MODELS_LOCK``: a widget
+        redrawing this model on another thread waits for the step to end (utils.eval_mode)."""
+        nonlocal step
+        with MODELS_LOCK:
             model.train()
+            loss = model.loss(to_device(batch, dev))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1};"
+                                         " lower lr or check the model")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if hasattr(model, "on_step_end"):
+                model.on_step_end(step)
+            return loss.item()
+
+    def run_eval(split):
+        with MODELS_LOCK:
+            model.eval()
+            try:
+                return evaluate(lambda users: model.score(data, users, split=split), data, split,
+                                ks=ks, batch_size=eval_batch_size, mask_history=mask_history)
+            finally:
+                model.train()
 
     def evaluate_epoch(epoch: int) -> bool:
         """Validate (and test) after ``epoch``, keep the best weights, checkpoint; True: stop."""
@@ -342,22 +361,12 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
                 and not history.stopped_early and (not history.valid or history.valid[-1][0] != saved_epoch)):
             evaluate_epoch(saved_epoch)       # paused before its last evaluation: evaluate it now
         for epoch in bar:
-            model.train()
             t0, total, n_batches, stop = time.perf_counter(), 0.0, 0, False
             for batch in model.batches(data, batch_size, generator):
-                loss = model.loss(to_device(batch, dev))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1};"
-                                             " lower lr or check the model")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                total, n_batches = total + loss.item(), n_batches + 1
-                if hasattr(model, "on_step_end"):
-                    model.on_step_end(step)
+                total, n_batches = total + train_step(batch, epoch), n_batches + 1
             if hasattr(model, "on_epoch_end"):
-                model.on_epoch_end(epoch)
+                with MODELS_LOCK:
+                    model.on_epoch_end(epoch)
             epoch_seconds = time.perf_counter() - t0
             history.train_seconds += epoch_seconds
             history.train_loss.append(total / max(n_batches, 1))
@@ -399,9 +408,10 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
 
 def _restore_best(model: torch.nn.Module, best_state: dict | None) -> None:
     """Load the best validation weights (if any evaluation ran) and switch to eval mode."""
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()                          # the best weights, ready to score (no dropout)
+    with MODELS_LOCK:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()                      # the best weights, ready to score (no dropout)
 
 
 def _interrupted(history: History, path: Path | None, saved_epoch: int | None) -> str:

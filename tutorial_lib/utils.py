@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -49,19 +50,28 @@ def device(name: str = "auto"):
     return torch.device(name)
 
 
+# One thread at a time trains, evaluates or switches the mode of a model. A widget callback can
+# run on a kernel subshell thread while a cell trains (JupyterLab >= 4.4 with ipykernel >= 7):
+# holding this lock, an explorer waits for the current training step to end instead of
+# switching the model to eval mode (no dropout) in the middle of training.
+MODELS_LOCK = threading.RLock()
+
+
 @contextmanager
 def eval_mode(*models):
     """Inside the block every model is in eval mode (no dropout); afterwards every module is
-    back in the mode it was in. Objects without modes (Popularity, EASE) are let through."""
-    modes = [(m, m.training) for model in models if hasattr(model, "modules") for m in model.modules()]
-    for model in models:
-        if hasattr(model, "eval"):
-            model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
+    back in the mode it was in. Objects without modes (Popularity, EASE) are let through.
+    Holds ``MODELS_LOCK``, so ``train.fit`` on another thread pauses between steps meanwhile."""
+    with MODELS_LOCK:
+        modes = [(m, m.training) for model in models if hasattr(model, "modules") for m in model.modules()]
+        for model in models:
+            if hasattr(model, "eval"):
+                model.eval()
+        try:
+            yield
+        finally:
+            for m, training in modes:
+                m.training = training
 
 
 def in_eval_mode(fn):
