@@ -195,6 +195,25 @@ def test_an_interrupted_fit_keeps_the_best_weights_and_the_history(blocks, tmp_p
     assert "no evaluation ran yet" in said.out + said.err and "resume" not in said.out + said.err
 
 
+def test_a_second_stop_while_restoring_still_raises_the_first_with_its_history(blocks, monkeypatch):
+    # restoring the best weights waits for a widget's redraw (MODELS_LOCK); a second press of the
+    # stop button meanwhile must not replace the first interrupt, which carries the History
+    import tutorial_lib.train as train
+
+    def second_stop(model, best_state):
+        raise KeyboardInterrupt("second")
+    monkeypatch.setattr(train, "_restore_best", second_stop)
+    model = new_model()
+
+    def first_stop(step):
+        if step == 12:
+            raise KeyboardInterrupt("first")
+    model.on_step_end = first_stop
+    with pytest.raises(KeyboardInterrupt, match="first") as err:
+        fit(model, blocks, epochs=8, **FAST | {"eval_every": 2})
+    assert err.value.history.epochs == 2 and [e for e, _ in err.value.history.valid] == [2]
+
+
 def test_a_stop_during_the_test_pass_keeps_the_new_best(blocks):
     # validation improved at epoch 4, then the test pass was interrupted: epoch 4 is the best
     model, calls = new_model(), []

@@ -215,14 +215,23 @@ def _draw_from_two_threads(controls: dict, values: list, draw_seconds: float = 0
         return plt.figure()
 
     viz.live_output(draw, controls)
-    threads = [threading.Thread(target=lambda v=v: [setattr(controls[k], "value", x) for k, x in v.items()])
-               for v in values]
-    for t in threads:
-        t.start()
-        time.sleep(0.01)                 # the second event arrives while the first one draws
+    threads = []
+    for v in values:
+        threads.append(threading.Thread(target=lambda v=v: [setattr(controls[k], "value", x) for k, x in v.items()]))
+        threads[-1].start()
+        _wait_until(lambda v=v: all(controls[k].value == x for k, x in v.items()))   # then the next event
     for t in threads:
         t.join()
     return drawn, peak[0]
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
 
 
 def test_live_output_draws_one_figure_at_a_time_and_ends_on_the_sliders_values():
@@ -237,9 +246,44 @@ def test_live_output_draws_one_figure_at_a_time_and_ends_on_the_sliders_values()
 
 
 def test_live_output_skips_values_it_has_already_shown():
-    slider = widgets.IntSlider(value=0, max=10)
-    drawn, _ = _draw_from_two_threads({"step": slider}, [{"step": 5}, {"step": 5}])
-    assert [d["step"] for d in drawn] == [0, 5]
+    import threading
+
+    slider, drawn = widgets.IntSlider(value=0, max=10), []
+    viz.live_output(lambda step: drawn.append(step) or plt.figure(), {"step": slider})
+    threads = []
+    with viz._REDRAW_LOCK:               # two events queue up behind a redraw in progress
+        for value in (2, 3):
+            threads.append(threading.Thread(target=setattr, args=(slider, "value", value)))
+            threads[-1].start()
+            _wait_until(lambda value=value: slider.value == value)
+    for t in threads:
+        t.join()
+    assert drawn == [0, 3]               # the first queued redraw shows 3, the second has nothing new
+
+
+def test_live_output_redraws_values_whose_draw_failed(monkeypatch):
+    import threading
+
+    # in a kernel, Output shows a callback's traceback and swallows the error: do the same here
+    monkeypatch.setattr(widgets.Output, "__exit__", lambda self, *exc: True)
+    slider, calls = widgets.IntSlider(value=0, max=10), []
+
+    def draw(step):
+        calls.append(step)
+        if len(calls) == 2:
+            raise RuntimeError("a draw that fails once")
+        return plt.figure()
+
+    viz.live_output(draw, {"step": slider})
+    threads = []
+    with viz._REDRAW_LOCK:
+        for value in (7, 4):             # two queued events; both redraws read the slider's 4
+            threads.append(threading.Thread(target=setattr, args=(slider, "value", value)))
+            threads[-1].start()
+            _wait_until(lambda value=value: slider.value == value)
+    for t in threads:
+        t.join()
+    assert calls == [0, 4, 4]            # the failed 4 was not taken as shown
 
 
 def test_trajectory_explorer_redraws_under_the_explorers_lock(synthetic, monkeypatch):

@@ -392,13 +392,16 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             if stop:
                 break
     except BaseException as err:          # Ctrl-C / the notebook's stop button, a NaN, out of memory
-        try:                              # nothing lost: the best weights and the history so far
-            _restore_best(model, best_state)
+        try:                              # nothing lost: the history so far ...
             err.history = history
-            if isinstance(err, KeyboardInterrupt):
-                tqdm.write(_interrupted(history, path if saved_epoch is not None else None, saved_epoch))
         except Exception:                 # never hide the original error behind a new one
             pass
+        try:                              # ... and the best weights (waits for a widget's redraw)
+            _restore_best(model, best_state)
+            if isinstance(err, KeyboardInterrupt):
+                tqdm.write(_interrupted(history, path if saved_epoch is not None else None, saved_epoch))
+        except BaseException:             # an error here, or a second Ctrl-C while waiting: the first
+            pass                          # error, with its history, is the one that goes up
         raise
     finally:
         bar.close()

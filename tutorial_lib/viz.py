@@ -41,6 +41,9 @@ def show(fig) -> None:
 # events can land on the main shell and on the subshell, and a cell may be drawing meanwhile.
 # matplotlib is not thread-safe: its mathtext parser (log-axis tick labels are mathtext) keeps
 # global state and raises ParseException "at char 0" when two threads parse at once.
+# Lock order, the same on every thread: _REDRAW_LOCK, then utils.MODELS_LOCK (eval_mode, fit's
+# steps), then _MATHTEXT_LOCK. So code inside eval_mode or fit never builds an explorer or sets
+# a widget's value.
 _REDRAW_LOCK = threading.RLock()
 _MATHTEXT_LOCK = threading.RLock()
 
@@ -70,11 +73,11 @@ def live_output(draw, controls: dict):
         values = {name: c.value for name, c in controls.items()}
         if values == shown:              # a redraw on another thread already showed these values
             return
-        with out:
+        with out:                        # in a kernel, Output shows a draw's error and swallows it
             out.clear_output(wait=True)
+            shown.clear()
             show(draw(**values))
-        shown.clear()
-        shown.update(values)
+            shown.update(values)         # only once the figure is out
 
     for c in controls.values():
         c.observe(redraw, names="value")
