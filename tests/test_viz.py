@@ -337,3 +337,48 @@ def test_schedule_explorer_opens_on_diffrecs_exact_values():
     assert sliders == {"schedule": "linear-var", "T": 40, "noise_scale": 0.005, "noise_min": 0.005,
                        "noise_max": 0.01}
     assert 0.6 in viz.SCHEDULE_SLIDER_STOPS and max(viz.SCHEDULE_SLIDER_STOPS) == 1.0   # exercise 2's values
+
+
+CELL_ENDS_DURING_A_REDRAW = r"""
+import threading, time
+import matplotlib
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+matplotlib.use("module://matplotlib_inline.backend_inline")
+from matplotlib_inline.backend_inline import configure_inline_support
+configure_inline_support(shell, "inline")
+import matplotlib.pyplot as plt
+import ipywidgets as w
+from matplotlib_inline.backend_inline import flush_figures
+from tutorial_lib import viz
+assert flush_figures in shell.events.callbacks["post_execute"]
+viz.live_output(lambda v: plt.figure(), {"v": w.IntSlider()})
+cbs = shell.events.callbacks["post_execute"]
+assert flush_figures not in cbs and viz._flush_figures_one_at_a_time in cbs, cbs
+order = []
+def redraw_in_progress():
+    with viz._REDRAW_LOCK:
+        started.set()
+        time.sleep(0.5)
+        order.append("redraw")
+started = threading.Event()
+t = threading.Thread(target=redraw_in_progress)
+t.start()
+started.wait()
+shell.run_cell("import matplotlib.pyplot as plt; plt.plot([1, 2]);")
+order.append("cell")
+t.join()
+print("order", order)
+"""
+
+
+def test_a_cell_that_ends_during_a_redraw_waits_before_flushing_figures():
+    # the inline backend shows and closes every open pyplot figure when a cell ends; under the
+    # redraw lock it no longer grabs a widget's half-drawn figure (an IPython shell, in a subprocess)
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", CELL_ENDS_DURING_A_REDRAW], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "order ['redraw', 'cell']" in run.stdout, run.stdout[-1000:]

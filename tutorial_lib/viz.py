@@ -82,7 +82,34 @@ def live_output(draw, controls: dict):
     for c in controls.values():
         c.observe(redraw, names="value")
     redraw()
+    flush_cells_between_redraws()
     return out
+
+
+def flush_cells_between_redraws() -> None:
+    """Run the inline backend's end-of-cell figure flush under the redraw lock (IPython only).
+
+    The flush shows and closes every open pyplot figure. A cell ending while a widget draws on
+    another thread would otherwise show the widget's half-drawn figure in the cell's output and
+    close it under the widget. Called when an explorer is built; a no-op outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import flush_figures
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None or flush_figures not in ip.events.callbacks.get("post_execute", []):
+        return
+    ip.events.unregister("post_execute", flush_figures)
+    ip.events.register("post_execute", _flush_figures_one_at_a_time)
+
+
+def _flush_figures_one_at_a_time():
+    from matplotlib_inline.backend_inline import flush_figures
+
+    with _REDRAW_LOCK:
+        return flush_figures()
 
 
 def _parse_one_at_a_time() -> None:

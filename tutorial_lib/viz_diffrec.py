@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .utils import eval_mode
-from .viz import one_at_a_time
+from .viz import flush_cells_between_redraws, one_at_a_time
 
 
 @dataclass
@@ -223,4 +223,5 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     user_box.observe(redraw, names="value")
     step.observe(redraw, names="value")
     redraw()
+    flush_cells_between_redraws()
     return widgets.VBox([widgets.HBox([user_box, step, label]), image])
