@@ -24,7 +24,7 @@ StepLR x0.1 every 100 epochs as released, 500 epochs, eval every 20, patience 5)
 SASRec: full-softmax cross-entropy and the SASRec paper's settings for the sparse Amazon
 data (Adam lr 1e-3, batch 128, 2 blocks, 1 head, dropout 0.5, length 50), hidden 64 instead of
 50. ``grid sasrec`` re-checks hidden and dropout on Beauty's validation NDCG@10 (SASREC_GRID);
-at ~90 s per CPU epoch that grid is a GPU job and has not been run yet: SASRec's figures in
+at 43–56 s per CPU epoch (4 configs x up to 200 epochs) that grid is a GPU job and has not been run yet: SASRec's figures in
 RESULTS.md are the recipe's setting, already above the published ones.
 
 Speed: big evaluation batches on CUDA; everywhere the exact savings of the library
