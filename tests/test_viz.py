@@ -57,7 +57,7 @@ def test_every_explorer_builds_a_widget(synthetic, loo):
              viz_diffurec.reverse_explorer(diffurec, loo, users=range(2), top_k=5),
              viz_seqdiffrec.inference_explorer(seqdiffrec, loo, users=range(2))]
     assert all(isinstance(w, widgets.Widget) for w in built)
-    assert len(plt.get_fignums()) <= 1      # redrawn figures are closed (the PNG explorer draws once)
+    assert not plt.get_fignums()      # explorers' figures never enter pyplot (viz.subplots in a redraw)
 
 
 def test_seqdiffrec_explorer_opens_at_the_models_steps(loo):
@@ -243,6 +243,39 @@ def test_live_output_draws_one_figure_at_a_time_and_ends_on_the_sliders_values()
     assert drawn[0] == {"step": 0, "user": 0}                  # drawn once when built
     assert drawn[-1] == {"step": slider.value, "user": user.value} == {"step": 7, "user": 1}
     assert not plt.get_fignums()
+
+
+def test_a_redraw_on_another_thread_leaves_the_cells_current_figure():
+    # pyplot's current figure is global: a widget redrawing on the kernel's subshell thread while
+    # a cell draws on the main thread must not become the figure the cell's plt.plot draws into
+    import threading
+
+    plt.close("all")
+    cell_figure, current = plt.figure(), []
+    slider = widgets.IntSlider(value=0, max=10)
+
+    def draw(T):
+        fig = viz.draw_schedule(T=T + 2)
+        current.append(plt.gcf())           # what a cell's plt.plot would draw into right now
+        return fig
+
+    viz.live_output(draw, {"T": slider})
+    thread = threading.Thread(target=lambda: setattr(slider, "value", 5))
+    thread.start()
+    thread.join()
+    assert len(current) == 2 and all(fig is cell_figure for fig in current)
+    assert plt.get_fignums() == [cell_figure.number]
+    plt.close("all")
+
+
+def test_subplots_is_plt_subplots_outside_a_redraw():
+    fig, axes = viz.subplots(1, 2, figsize=(4, 2), sharey=True)
+    assert plt.gcf() is fig and len(axes) == 2
+    inside = viz.one_at_a_time(lambda: viz.subplots(1, 2, figsize=(4, 2), sharey=True))
+    other, axes = inside()
+    assert other.canvas.manager is None and plt.gcf() is fig and tuple(other.get_size_inches()) == (4, 2)
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])
+    plt.close("all")
 
 
 def test_live_output_skips_values_it_has_already_shown():

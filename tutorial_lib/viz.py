@@ -12,10 +12,12 @@ Add a section per notebook; keep each function short and its arguments plain ten
 from __future__ import annotations
 
 import functools
+import io
 import threading
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 import seaborn as sns
 import torch
 
@@ -28,12 +30,22 @@ def _np(x) -> np.ndarray:
 
 
 def show(fig) -> None:
-    """Display a figure inside a widget's output and close it: with any backend (inline or
-    ipympl), a widget redrawn a hundred times then holds one figure, not a hundred."""
-    from IPython.display import display
+    """Display a figure inside a widget's output as a PNG and close it: with any backend
+    (inline or ipympl), a widget redrawn a hundred times then holds one image, not a hundred
+    live figures."""
+    from IPython.display import Image, display
 
-    display(fig)
-    plt.close(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    close(fig)
+    display(Image(data=buf.getvalue(), format="png"))
+
+
+def close(fig) -> None:
+    """``plt.close(fig)`` for a figure pyplot manages; nothing to do for one ``subplots`` made
+    in a redraw (pyplot never saw it)."""
+    if fig.canvas.manager is not None:
+        plt.close(fig)
 
 
 # Widget callbacks may run on two threads at once. JupyterLab >= 4.4 sends widget messages to
@@ -44,17 +56,42 @@ def show(fig) -> None:
 # Lock order, the same on every thread: _REDRAW_LOCK, then utils.MODELS_LOCK (eval_mode, fit's
 # steps), then _MATHTEXT_LOCK. So code inside eval_mode or fit never builds an explorer or sets
 # a widget's value.
+# pyplot's list of figures and its "current figure" are global too, not per thread: a redraw
+# that made its figure with plt.subplots could become the figure a cell's plt.plot draws into,
+# or take the number of a figure the cell is making. So redraws make theirs with ``subplots``.
 _REDRAW_LOCK = threading.RLock()
 _MATHTEXT_LOCK = threading.RLock()
+_IN_REDRAW = threading.local()
 
 
 def one_at_a_time(redraw):
-    """Decorator for a widget callback: one redraw at a time, in every explorer of the library."""
+    """Decorator for a widget callback: one redraw at a time, in every explorer of the library;
+    the figures it makes stay out of pyplot (see ``subplots``)."""
     @functools.wraps(redraw)
     def locked(*args, **kwargs):
         with _REDRAW_LOCK:
-            return redraw(*args, **kwargs)
+            outer = getattr(_IN_REDRAW, "active", False)
+            _IN_REDRAW.active = True
+            try:
+                return redraw(*args, **kwargs)
+            finally:
+                _IN_REDRAW.active = outer
     return locked
+
+
+_SUBPLOTS_LAYOUT = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw", "gridspec_kw")
+
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``plt.subplots(nrows, ncols, **kwargs)`` -> (fig, axes), the way every plot here makes its
+    figure. In a cell it is exactly plt.subplots (the figure shows at the end of the cell).
+    Inside a widget's redraw (``one_at_a_time``) it makes a plain ``Figure`` that pyplot never
+    registers, so a cell running meanwhile on another thread keeps its current figure."""
+    if not getattr(_IN_REDRAW, "active", False):
+        return plt.subplots(nrows, ncols, **kwargs)
+    layout = {k: kwargs.pop(k) for k in _SUBPLOTS_LAYOUT if k in kwargs}
+    fig = Figure(**kwargs)
+    return fig, fig.subplots(nrows, ncols, **layout)
 
 
 def live_output(draw, controls: dict):
@@ -151,7 +188,7 @@ def plot_preference_vs_clicks(preference, observed, false_pos=None, false_neg=No
     if preference.shape != observed.shape or preference.ndim != 2:
         raise ValueError(f"preference and observed must be 2-D of one shape, got "
                          f"{preference.shape} and {observed.shape}")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * preference.shape[0] + 1.5), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(11, 0.35 * preference.shape[0] + 1.5), sharey=True)
     from matplotlib.colors import PowerNorm
 
     sns.heatmap(preference, ax=axes[0], cmap="viridis", cbar=True, xticklabels=False,
@@ -180,7 +217,7 @@ def plot_metric_bars(results: dict, metrics=("recall@20", "ndcg@20"), ax=None):
 
     df = pd.DataFrame(rows, columns=["model", "metric", "value"])
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3))
+        _, ax = subplots(figsize=(6, 3))
     sns.barplot(df, x="metric", y="value", hue="model", ax=ax)
     ax.set(xlabel="", ylabel="")
     return ax.figure
@@ -208,7 +245,7 @@ def plot_schedules(betas_by_name: dict, axes=None):
     """Three panels: beta_t, alpha_bar_t and SNR(t) (log scale) against t/T, one line per schedule."""
     df = schedule_frame(betas_by_name)
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        _, axes = subplots(1, 3, figsize=(13, 3.6))
     for ax, col in zip(axes, ("beta_t", "alpha_bar_t", "SNR(t)")):
         sns.lineplot(df, x="t/T", y=col, hue="schedule", ax=ax, legend=ax is axes[-1])
         ax.set_title(col)
@@ -224,7 +261,7 @@ def plot_marginals(samples_by_step: dict, pdf_by_step: dict | None = None, grid=
                    sharey: bool = True):
     """Histograms of samples, one panel per key {t or label: (N,)}; optional pdf overlay {key: (G,)}."""
     steps = list(samples_by_step)
-    fig, axes = plt.subplots(1, len(steps), figsize=(2.6 * len(steps), 2.6), sharey=sharey)
+    fig, axes = subplots(1, len(steps), figsize=(2.6 * len(steps), 2.6), sharey=sharey)
     axes = np.atleast_1d(axes)
     for ax, t in zip(axes, steps):
         ax.hist(_np(samples_by_step[t]).ravel(), bins=bins, density=True, color="tab:blue", alpha=0.5)
@@ -246,7 +283,7 @@ def plot_noised_vectors(vectors: dict, items=None, ax=None):
     if items is not None:
         mat = mat[:, items]
     if ax is None:
-        _, ax = plt.subplots(figsize=(11, 0.45 * len(labels) + 1))
+        _, ax = subplots(figsize=(11, 0.45 * len(labels) + 1))
     lim = max(1.0, float(np.abs(mat).max()))
     sns.heatmap(mat, ax=ax, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, yticklabels=labels,
                 xticklabels=False, cbar_kws={"label": "value"})
@@ -269,7 +306,11 @@ def draw_schedule(schedule: str = "linear-var", T: int = 40, noise_scale: float 
     try:
         betas = {f"{schedule} (T={T})": schedules.get_betas(schedule, T, **kwargs)}
     except ValueError as err:  # a slider combination the schedule rejects: say why, keep going
-        fig = axes[0].figure if axes is not None else plt.figure(figsize=(13, 3.6))
+        if axes is None:
+            fig, ax = subplots(figsize=(13, 3.6))
+            ax.axis("off")
+        else:
+            fig = axes[0].figure
         fig.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True)
         return fig
     betas["DiffRec default (linear-var, T=40)"] = schedules.get_betas("linear-var", 40)
@@ -309,7 +350,7 @@ def schedule_explorer():
 def plot_mc_check(t_steps, closed_mean, closed_std, chain_mean, chain_std, ax=None):
     """Closed-form mean/std of q(x_t|x_0) (lines) against Monte Carlo over the Markov chain (dots)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.2))
+        _, ax = subplots(figsize=(6, 3.2))
     t = _np(t_steps)
     ax.plot(t, _np(closed_mean), color="tab:blue", label="closed form: mean")
     ax.plot(t, _np(closed_std), color="tab:orange", label="closed form: std")
@@ -329,7 +370,7 @@ def plot_elbo_terms(terms: dict, title: str = "", ax=None):
     den = _np(terms["denoising_matching"]).ravel()
     T = len(den) + 1
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.2))
+        _, ax = subplots(figsize=(8, 3.2))
     ax.bar([1], [terms["reconstruction"]], color="tab:green", label="reconstruction  L_0")
     ax.bar(np.arange(2, T + 1), den, color="tab:blue", label="denoising matching  L_{t-1}")
     ax.bar([T + 1], [terms["prior_matching"]], color="tab:red", label="prior matching  L_T")
@@ -342,7 +383,7 @@ def plot_elbo_terms(terms: dict, title: str = "", ax=None):
 def plot_step_probabilities(snapshots, ax=None):
     """The StepSampler's p_t at several training steps: snapshots = [(step, p_t (T,)), ...]."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
+        _, ax = subplots(figsize=(7, 3.2))
     colors = sns.color_palette("viridis", len(snapshots))
     for color, (step, p) in zip(colors, snapshots):
         p = _np(p)
@@ -355,7 +396,7 @@ def plot_step_probabilities(snapshots, ax=None):
 def plot_per_step(values_by_name: dict, ylabel: str, title: str = "", logy: bool = True, ax=None):
     """One line per name {name: (T,) values at steps t = 1..T}, e.g. per-step errors of two models."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.2))
+        _, ax = subplots(figsize=(6.5, 3.2))
     for name, values in values_by_name.items():
         v = _np(values).ravel()
         ax.plot(np.arange(1, len(v) + 1), v, label=name)

@@ -19,12 +19,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from .utils import eval_mode
-from .viz import flush_cells_between_redraws, one_at_a_time
+from .viz import close, flush_cells_between_redraws, one_at_a_time, subplots
 
 
 @dataclass
@@ -150,7 +149,7 @@ def draw_trajectory_step(traj: Trajectory, k_index: int = 0, k: int = 10):
     input, where the explorer's slider starts; ``traj.T`` is the output (the scores)."""
     if not 0 <= k_index <= traj.T:
         raise ValueError(f"k_index must be in [0, {traj.T}], got {k_index}")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1.2, 1.6]})
+    fig, axes = subplots(1, 3, figsize=(13, 3.4), gridspec_kw={"width_ratios": [3, 1.2, 1.6]})
     _draw_state(traj, k_index, axes[0], k)
     axes[0].set_ylabel("value of x_t")
     rows = top_k(traj, k_index, k)
@@ -177,7 +176,7 @@ def draw_trajectory_step(traj: Trajectory, k_index: int = 0, k: int = 10):
 def draw_trajectory_grid(traj: Trajectory, n: int = 4, k: int = 10):
     """Small multiples: ``n`` states from input to output, evenly spaced (static overview)."""
     idx = np.unique(np.linspace(0, traj.T, n).round().astype(int))
-    fig, axes = plt.subplots(1, len(idx), figsize=(3.4 * len(idx), 3), sharey=True)
+    fig, axes = subplots(1, len(idx), figsize=(3.4 * len(idx), 3), sharey=True)
     for j, (ax, k_index) in enumerate(zip(np.atleast_1d(axes), idx)):
         _draw_state(traj, int(k_index), ax, k, legend=j == len(idx) - 1)
     fig.suptitle(f"user {traj.user}: the reverse chain from the training row to the scores", y=1.02)
@@ -188,7 +187,7 @@ def draw_trajectory_grid(traj: Trajectory, n: int = 4, k: int = 10):
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
+    close(fig)
     return buf.getvalue()
 
 

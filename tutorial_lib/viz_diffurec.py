@@ -21,7 +21,7 @@ from sklearn.decomposition import PCA
 from .metrics import user_ids
 from .sequences import eval_inputs
 from .utils import eval_mode, in_eval_mode
-from .viz import live_output
+from .viz import live_output, subplots
 
 
 def held_out_targets(data, users, split: str = "test") -> np.ndarray:
@@ -64,7 +64,7 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=None, n: int = 200, seed: 
         raise ValueError(f"steps are 1-based and must lie in [1, {T}] for this model, got {steps}")
     item_map = item_map or ItemMap(model)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        _, ax = subplots(figsize=(6, 5))
     ax.scatter(*item_map.xy.T, s=4, c="0.85", label="item embeddings")
     g = torch.Generator().manual_seed(seed)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(steps)))
@@ -116,7 +116,7 @@ def draw_reverse(model, data, user: int = 0, step: int | None = None, top_k: int
     T = len(path["x0_hat"])
     step = T if step is None else int(np.clip(step, 1, T))
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 5))
+        _, ax = subplots(figsize=(6.5, 5))
     ax.scatter(*item_map.xy.T, s=4, c="0.85")
     history = path["window"][path["window"] > 0].numpy() - 1
     ax.scatter(*item_map.xy[history].T, s=18, c="tab:green", label="history items", zorder=3)
@@ -211,7 +211,7 @@ def sample_diversity(model, data, users, n_samples: int = 8, k: int = 10, split:
 def plot_diversity(df: pd.DataFrame, n_samples: int, k: int = 10, axes=None):
     """Left: distinct items over n_samples top-K lists per user. Right: HR@K of one run vs any run."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        _, axes = subplots(1, 2, figsize=(10, 3.5))
     diff = df[df.model == "DiffuRec"]["distinct"]
     axes[0].hist(diff, bins=np.arange(k, n_samples * k + 2) - 0.5, color="tab:blue", alpha=0.8, label="DiffuRec")
     for name in df.model.unique():

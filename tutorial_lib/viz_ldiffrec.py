@@ -15,7 +15,7 @@ import seaborn as sns
 import torch
 
 from .utils import in_eval_mode
-from .viz import _np, live_output
+from .viz import _np, live_output, subplots
 
 
 # =========================================================================== 04 L-DiffRec
@@ -29,7 +29,7 @@ def plot_item_clusters(item_embeddings, clusters, true_clusters=None, ax=None):
     if true_clusters is not None:
         panels.append(("true item cluster (synthetic world)", true_clusters))
     if ax is None:
-        _, ax = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+        _, ax = subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     axes = np.atleast_1d(ax).ravel()
     for a, (title, labels) in zip(axes, panels):
         sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=np.asarray(labels), palette="tab10", s=12,
@@ -56,7 +56,7 @@ def plot_latent_code(z0, z_hat, latent_dims, ax=None):
     with the per-cluster blocks of size latent_dims shaded."""
     z0, z_hat = (np.asarray(torch.as_tensor(z).detach().cpu()).ravel() for z in (z0, z_hat))
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3))
+        _, ax = subplots(figsize=(8, 3))
     start = 0
     for c, d in enumerate(latent_dims):
         ax.axvspan(start - 0.5, start + d - 0.5, color=f"C{c}", alpha=0.08)
@@ -78,7 +78,7 @@ def plot_scaling(rows, axes=None):
     """
     df = pd.DataFrame(rows)
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        _, axes = subplots(1, 2, figsize=(10, 3.5))
     for ax, col, label in zip(axes, ("parameters", "peak_mb"), ("parameters", "memory of one training step (MB)")):
         sns.lineplot(df, x="n_items", y=col, hue="model", marker="o", ax=ax)
         ax.set(xscale="log", yscale="log", xlabel="number of items I", ylabel=label, title=label)
@@ -99,7 +99,7 @@ def plot_interest_drift(data, truth, user: int, ax=None):
     for k, c in enumerate(interests):
         which[truth.item_clusters[seq] == c] = k
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.2))
+        _, ax = subplots(figsize=(8, 3.2))
     grid = np.linspace(0, 1, 100)
     w = truth.interest_weights(grid)
     t0, t1 = truth.time_window[user]
@@ -133,7 +133,7 @@ def draw_time_weights(model, data, user: int, w_min: float = 0.1, w_max: float =
     weighted input, which interest the model's top-k recommendations belong to (right)."""
     from .models.tdiffrec import time_weights
 
-    fig, (ax_w, ax_r) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax_w, ax_r) = subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 2]})
     try:
         weights = time_weights(data, w_min, w_max)
     except ValueError as err:          # e.g. w_min > w_max from the sliders: say why

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -21,8 +20,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .metrics import evaluate
 from .utils import in_eval_mode
-from .viz import _np
-from .viz import live_output
+from .viz import _np, live_output, subplots
 
 
 # =========================================================================== the chain
@@ -43,7 +41,7 @@ def _arrow(ax, a, b, label, color, rad=-0.35, label_at=None):
 def draw_transitions(ax=None):
     """Du et al.'s diffusion: discrete item -> hidden vectors -> item probabilities (a diagram)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(11, 4))
+        _, ax = subplots(figsize=(11, 4))
     xs = {"i": 0, "h0": 2, "h1": 4, "ht": 6.2, "hT": 8.4, "out": 10.4}
     _box(ax, xs["i"], 0, "item $i_{n+1}$", "#f6d5a8")
     for k, lab in (("h0", "$h_0$"), ("h1", "$h_1$"), ("ht", "$h_t$"), ("hT", "$h_T$")):
@@ -74,7 +72,7 @@ def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
     """Per paper step: KL and weighted MSE (should coincide) and the dropped weight (log)."""
     steps, kl, weighted_mse, weight = (_np(x).astype(float) for x in (steps, kl, weighted_mse, weight))
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        _, axes = subplots(1, 2, figsize=(10, 3.2))
     axes[0].plot(steps, kl, lw=3, alpha=0.5, label="KL(q(h_{t-1}|h_t,h_0) || p_theta)")
     axes[0].plot(steps, weighted_mse, "k--", lw=1, label="(SNR(t-1) - SNR(t))/2 * ||h0_hat - h_0||^2")
     axes[0].set(xlabel="step t", ylabel="per example", yscale="log", title="the KL is a weighted MSE")
@@ -108,7 +106,7 @@ def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "t
 def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, axes=None):
     """Left: metric vs start step s (one reverse step). Right: metric vs steps K from s = T."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+        _, axes = subplots(1, 2, figsize=(10, 3.2))
     T = sweep["start_step"].max()
     one = sweep[sweep["steps"] == 1].sort_values("start_step")
     many = sweep[sweep["start_step"] == T].sort_values("steps")
@@ -153,7 +151,7 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
                          "pass the k it was computed with")
     top = np.argsort(-p, kind="stable")[:min(k, len(p))]
     n_panels = 2 if sweep is not None else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 3.2), squeeze=False)
+    fig, axes = subplots(1, n_panels, figsize=(5.2 * n_panels, 3.2), squeeze=False)
     ax = axes[0, 0]
     colors = ["C3" if i in target else "C0" for i in top]
     ax.bar(range(len(top)), p[top], color=colors)
