@@ -8,8 +8,9 @@
                                                              # ablation: the release's padding mask
 
 The last line printed is one JSON object with the model, the dataset, the test metrics at the
-best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device and
-seed. The recipes (the paper's settings for each model) live in benchmarks/recipes/.
+best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device,
+seed and processor (the chip the seconds belong to). The recipes (the paper's settings for
+each model) live in benchmarks/recipes/.
 """
 from __future__ import annotations
 
@@ -90,8 +91,29 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     result = module.RECIPES[args.model](args)
     result.setdefault("wall_seconds", round(time.perf_counter() - start, 2))
+    result["processor"] = processor(result["device"])
     print(json.dumps(result))
     return result
+
+
+def processor(device: str) -> str:
+    """The chip a run's seconds belong to: the GPU's name on CUDA, else the CPU's model name.
+    Seconds per epoch differ between CPU models of the same core count (and so can the last
+    digits of a result: each chip's kernels round differently)."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return names[0]
+    except OSError:                     # not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

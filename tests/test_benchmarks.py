@@ -40,6 +40,7 @@ def test_every_model_prints_the_json_contract(model, capsys):
     top = 100 if sequential else 1                                  # sequential figures are x100
     assert all(0 <= result[k] <= top for k in (NEXT_ITEM if sequential else TOP_N))
     assert result["device"] in ("cpu", "cuda")
+    assert isinstance(result["processor"], str) and result["processor"]   # which chip the seconds are for
 
 
 def test_the_json_is_the_last_line_of_the_script_itself():
