@@ -44,7 +44,29 @@ def test_show_closes_the_figure():
     assert not plt.get_fignums()
 
 
-def test_every_explorer_builds_a_widget(synthetic, loo):
+def test_show_draws_a_widgets_figure_at_the_figures_dpi(monkeypatch):
+    # a widget's PNG has the size the same figure has in a cell, whatever savefig.dpi says
+    import io
+
+    from PIL import Image
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    with plt.rc_context({"savefig.dpi": 40}):
+        fig = plt.figure(figsize=(2, 1), dpi=100)
+        fig.add_subplot().plot([0, 1])
+        viz.show(fig)
+    assert 150 < Image.open(io.BytesIO(shown[0].data)).size[0] <= 200 and not plt.get_fignums()
+
+
+def test_every_explorer_builds_a_widget(synthetic, loo, monkeypatch):
+    # and draws outside pyplot: a figure registered from a widget's thread could become the
+    # current figure of a cell running meanwhile (see test_a_redraw_on_another_thread_...)
+    from matplotlib._pylab_helpers import Gcf
+
+    registered, register = [], Gcf._set_new_active_manager
+    monkeypatch.setattr(Gcf, "_set_new_active_manager",
+                        classmethod(lambda cls, manager: (registered.append(manager), register(manager))))
     data, truth = synthetic
     torch.manual_seed(0)
     diffrec = DiffRec(data.n_items, dims=[16], T=4).eval()
@@ -57,7 +79,7 @@ def test_every_explorer_builds_a_widget(synthetic, loo):
              viz_diffurec.reverse_explorer(diffurec, loo, users=range(2), top_k=5),
              viz_seqdiffrec.inference_explorer(seqdiffrec, loo, users=range(2))]
     assert all(isinstance(w, widgets.Widget) for w in built)
-    assert not plt.get_fignums()      # explorers' figures never enter pyplot (viz.subplots in a redraw)
+    assert not registered and not plt.get_fignums()   # explorers' figures never enter pyplot
 
 
 def test_seqdiffrec_explorer_opens_at_the_models_steps(loo):

@@ -36,7 +36,7 @@ def show(fig) -> None:
     from IPython.display import Image, display
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi="figure", bbox_inches="tight")    # the size a cell shows
     close(fig)
     display(Image(data=buf.getvalue(), format="png"))
 
