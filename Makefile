@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned here: an open `torch` requirement would pull whatever
 # build the index serves (a multi-GB CUDA build on PyPI for Linux). Override for your machine:
 #   make test TORCH_SPEC="torch==2.13.0"
+# and, where PyPI's Linux wheel would bring CUDA, take the CPU build from PyTorch's index:
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 PYTEST_ARGS ?=
@@ -19,7 +22,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url "$(TORCH_INDEX_URL)")
 	$(BIN)/python -m pip install -q -e ".[notebooks,test]"
 	touch $(STAMP)
 
