@@ -368,6 +368,47 @@ def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
         D.fetch("ml-3m", root=tmp_path)
 
 
+@pytest.fixture
+def fake_file_source(monkeypatch):
+    # a release that is one plain file (DiffuRec's dataset.pkl), not a zip
+    payload = pickle.dumps({"train": {1: [1, 2]}, "val": {1: [3]}, "test": {1: [2]}})
+    calls = []
+
+    def urlopen(url, timeout=None):
+        calls.append(url)
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    source = D.DataSource("https://example.org/d.pkl", hashlib.sha256(payload).hexdigest(), "dataset.pkl", "toy_seq")
+    monkeypatch.setitem(D.REGISTRY, "toy_seq", source)
+    return source, calls
+
+
+def test_fetch_puts_a_plain_file_in_its_folder(tmp_path, fake_file_source):
+    source, calls = fake_file_source
+    folder = D.fetch("toy_seq", root=tmp_path)
+    assert folder == tmp_path / "toy_seq" and sorted(p.name for p in folder.iterdir()) == ["dataset.pkl"]
+    assert D.fetch("toy_seq", root=tmp_path) == folder and len(calls) == 1    # cached
+    assert D.load_diffurec_pkl(folder / "dataset.pkl").n_users == 1
+    D.REGISTRY["toy_seq"] = source._replace(sha256="0" * 64)      # the fixture's setitem restores it
+    with pytest.raises(D.ChecksumError, match="force=True"):       # a cache that no longer matches
+        D.fetch("toy_seq", root=tmp_path)
+
+
+def test_fetch_plain_file_with_wrong_checksum_leaves_nothing(tmp_path, fake_file_source, monkeypatch):
+    source, _ = fake_file_source
+    monkeypatch.setitem(D.REGISTRY, "toy_seq", source._replace(sha256="0" * 64))
+    with pytest.raises(D.ChecksumError, match="SHA-256"):
+        D.fetch("toy_seq", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registry_checksum_of_beauty_is_the_copy_our_figures_used(beauty_pkl):
+    path = beauty_pkl
+    source = D.REGISTRY["amazon_beauty"]
+    assert D._sha256(path) == source.sha256 and path.stat().st_size == source.size
+
+
 def test_registry_records_sha256():
     assert all(len(s.sha256) == 64 and s.url.startswith("https://") for s in D.REGISTRY.values())
 

@@ -484,8 +484,8 @@ def load_recbole_inter(path, **kwargs) -> InteractionData:
 class DataSource(NamedTuple):
     url: str
     sha256: str
-    filename: str
-    folder: str          # what the archive extracts to, under root
+    filename: str        # a .zip is kept in root and extracted; any other file goes into folder
+    folder: str          # what fetch returns, under root: the archive's folder, or the file's
     size: int | None = None
 
 
@@ -498,6 +498,13 @@ REGISTRY: dict[str, DataSource] = {
     "ml-100k": DataSource("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
                           "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
                           "ml-100k.zip", "ml-100k", 4_924_029),
+    # DiffuRec's released Beauty split (Li et al.), read by load_diffurec_pkl. The release
+    # publishes no checksum: this SHA-256 is that of the copy our benchmarks were measured on
+    # (../shared/datasets/amazon_beauty/dataset.pkl), so a changed release is refused, not mixed in.
+    "amazon_beauty": DataSource("https://raw.githubusercontent.com/WHUIR/DiffuRec/HEAD/datasets/data/"
+                                "amazon_beauty/dataset.pkl",
+                                "1d5ba224ff02584bcde37d3dd9fd3191d440829e7fcb7fe42dcfd313dd2144cb",
+                                "dataset.pkl", "amazon_beauty", 1_217_889),
 }
 
 
@@ -539,7 +546,8 @@ def _download(source: DataSource, target: Path) -> None:
 def fetch(name: str, root="data", force: bool = False) -> Path:
     """Download dataset ``name`` (a key of REGISTRY) into ``root``, verify it, extract it.
 
-    Returns the extracted folder, e.g. ``data/ml-1m``. A cached archive with the right
+    Returns its folder, e.g. ``data/ml-1m`` (extracted from ``data/ml-1m.zip``) or
+    ``data/amazon_beauty`` (holding ``dataset.pkl``). A cached download with the right
     SHA-256 is reused unless ``force``. Offline, raises ConnectionError saying what to
     download by hand and where to put it.
     """
@@ -547,20 +555,27 @@ def fetch(name: str, root="data", force: bool = False) -> Path:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(REGISTRY)}")
     source = REGISTRY[name]
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    archive, folder = root / source.filename, root / source.folder
+    folder = root / source.folder
+    is_zip = source.filename.endswith(".zip")
+    archive = root / source.filename if is_zip else folder / source.filename
+    new_folder = not archive.parent.exists()
+    archive.parent.mkdir(parents=True, exist_ok=True)
     if force or not archive.exists():
         try:
             _download(source, archive)
-        except (OSError, ValueError) as err:  # URLError, timeouts, refused connections, bad URL
-            raise ConnectionError(
-                f"could not download {source.url} ({err}). Without internet, download it by hand "
-                f"and save it as {archive.resolve()} (SHA-256 {source.sha256}), then call fetch({name!r}) again."
-            ) from err
+        except BaseException as err:
+            if new_folder and not any(archive.parent.iterdir()):
+                archive.parent.rmdir()                  # a failed download leaves nothing behind
+            if isinstance(err, (OSError, ValueError)):  # URLError, timeouts, refused connections, bad URL
+                raise ConnectionError(
+                    f"could not download {source.url} ({err}). Without internet, download it by hand and "
+                    f"save it as {archive.resolve()} (SHA-256 {source.sha256}), then call fetch({name!r}) again."
+                ) from err
+            raise
     elif _sha256(archive) != source.sha256:
         raise ChecksumError(f"{archive} does not have the expected SHA-256 {source.sha256}; delete it "
                             f"or call fetch({name!r}, force=True) to download it again")
-    if force or not folder.exists():
+    if is_zip and (force or not folder.exists()):
         _extract(archive, source.folder, folder)
     return folder
 

@@ -42,7 +42,8 @@ ALIASES = {"ml-1m": "ml-1m_clean", "beauty": "amazon_beauty"}
 RELEASES = {
     "ml-1m_clean": ("https://github.com/YiyanXu/DiffRec (datasets/ml-1m_clean.rar: unpack it)",
                     "ml-1m_clean/{train,valid,test}_list.npy"),
-    "amazon_beauty": ("https://github.com/WHUIR/DiffuRec (datasets/data/amazon_beauty/dataset.pkl)",
+    "amazon_beauty": ("https://github.com/WHUIR/DiffuRec (datasets/data/amazon_beauty/dataset.pkl; "
+                      "tutorial_lib.data.fetch('amazon_beauty', root) downloads and checks it)",
                       "amazon_beauty/dataset.pkl"),
 }
 
