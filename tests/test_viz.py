@@ -38,6 +38,16 @@ def test_plot_arrays_keep_their_precision():
     assert viz._np(torch.tensor([0.5], dtype=torch.bfloat16)).dtype == np.float32       # bf16 has no NumPy type
 
 
+def test_schedule_plot_reads_alpha_bar_without_an_offset():
+    # DiffRec's alpha_bar_t runs from 0.999975 to 0.99995: matplotlib's default writes the ticks
+    # as 7.5 ... 5.0 under an offset "1e-5+9.999e-1", which no learner reads at a glance
+    fig = viz.draw_schedule()
+    fig.canvas.draw()
+    axis = fig.axes[1].yaxis
+    assert axis.get_offset_text().get_text() == ""
+    assert any(label.get_text().startswith("0.9999") for label in axis.get_ticklabels())
+
+
 def test_show_closes_the_figure():
     fig = plt.figure()
     viz.show(fig)

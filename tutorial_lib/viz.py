@@ -250,6 +250,7 @@ def plot_schedules(betas_by_name: dict, axes=None):
         sns.lineplot(df, x="t/T", y=col, hue="schedule", ax=ax, legend=ax is axes[-1])
         ax.set_title(col)
     axes[0].set_yscale("log")
+    axes[1].ticklabel_format(axis="y", useOffset=False)   # 0.99995, not "1e-5 + 9.999e-1" above the axis
     axes[2].set_yscale("log")
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
