@@ -209,7 +209,8 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
 
     user_box = widgets.Dropdown(options=users, value=users[0], description="user")
     T = traj_of(users[0]).T
-    step = widgets.IntSlider(value=0, min=0, max=T, description="reverse step", continuous_update=False)
+    step = widgets.IntSlider(value=0, min=0, max=T, description="reverse step", continuous_update=False,
+                             style={"description_width": "initial"})     # the whole label, not "reverse st..."
     label = widgets.Label()
     image = widgets.Image(format="png")
 
