@@ -101,6 +101,21 @@ def test_importance_sampler_records_training_losses(batch):
     assert model.sampler.count.sum() == len(target)                   # eval does not record
 
 
+def test_importance_weights_divide_the_mse_only(batch, monkeypatch):
+    # the documented objective (module docstring, notebook 07 section 3): mean(mse / (T p_t))
+    # + mean(rounding cross-entropies); the cross-entropy of h0_hat is trained under p_t
+    data, history, target = batch
+    model = SeqDiffRec(data.n_items, **SMALL).eval()
+    t, w = torch.arange(8) % model.T, torch.linspace(0.5, 2.0, 8)
+    monkeypatch.setattr(model.sampler, "sample", lambda n, device: (t, w))
+    torch.manual_seed(0)
+    loss = model.loss((history, target))
+    torch.manual_seed(0)
+    out = model.losses(history, target, t)
+    expected = (out["mse"] / w).mean() + (out["ce_h0"] + out["ce_h0_hat"]).mean()
+    assert torch.allclose(loss, expected)
+
+
 def test_seeded_inference_repeats_and_beats_popularity(easy):
     data, _ = easy
     model = SeqDiffRec(data.n_items, hidden=32, max_len=10, n_layers=1, n_heads=2, T=50, seed=3)

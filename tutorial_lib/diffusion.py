@@ -265,7 +265,7 @@ class GaussianDiffusion(nn.Module):
         """Per-example losses for steps t (B,): the simplified ELBO DiffRec trains on.
 
         x0-prediction: mse = mean_d (x0_hat - x0)^2, weighted by SNR(t-1) - SNR(t) (1 at t = 1),
-        which is 2 beta~-scaled KL up to the 1/D of the mean. eps-prediction: mse of the noise,
+        which equals 2 KL / D (D = the length of a row; the KL as above). eps-prediction: mse of the noise,
         weighted as DiffRec's released code does, (1 - ab_t) / ((1 - ab_{t-1})^2 alpha_t), with
         the x0-MSE/2 at t = 1. That weight is the release's, kept for parity: it is NOT the KL
         factor beta_t / (2 alpha_t (1 - ab_{t-1})) of notebook 02 (it is 5x to 1200x larger on

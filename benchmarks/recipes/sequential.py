@@ -19,7 +19,7 @@ Model selection: validation NDCG@10 under the paper's protocol, every ``eval_eve
 stop after ``patience`` evaluations without improvement; test at the best validation epoch.
 
 DiffuRec: the paper's settings (hidden 128, length 50, 4 blocks x 4 heads, dropout 0.1,
-embedding dropout 0.3, T = 32 trunc-linear, lambda ~ N(0.001, 0.001), Adam lr 1e-3, batch 512,
+embedding dropout 0.3, T = 32 trunc-linear, lambda ~ N(0.001, 0.001^2) (mean, std 0.001), Adam lr 1e-3, batch 512,
 StepLR x0.1 every 100 epochs as released, 500 epochs, eval every 20, patience 5).
 SASRec: full-softmax cross-entropy and the SASRec paper's settings for the sparse Amazon
 data (Adam lr 1e-3, batch 128, 2 blocks, 1 head, dropout 0.5, length 50), hidden 64 instead of

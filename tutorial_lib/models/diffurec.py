@@ -9,7 +9,7 @@ The **Approximator** f_theta reconstructs x_0 from x_t and the history. The nois
 injected into every history position as *uncertainty*, scaled by a random lambda:
 
     z_t      = x_t + MLP(SinEmb(t * 1000 / T))                   step embedding
-    lambda   ~ N(0.001, 0.001) elementwise, shape (B, L, d)
+    lambda   ~ N(0.001, 0.001^2) elementwise (mean 0.001, std 0.001), shape (B, L, d)
     H        = Transformer(LN(Dropout_0.3(E[s])) + lambda * z_t)   bidirectional, 4 blocks
     x0_hat   = LN(Dropout(H))[:, -1]                              the last position
 
@@ -87,7 +87,7 @@ class DiffuRec(nn.Module):
         n_items: number of items (embedding table n_items + 1 rows; row 0 = PAD).
         hidden, max_len, n_blocks, heads, dropout, emb_dropout: 128, 50, 4, 4, 0.1, 0.3.
         T, schedule: diffusion steps and beta schedule (32, "trunc-linear").
-        lambda_mean, lambda_std: the uncertainty scale lambda ~ N(mean, std) (0.001, 0.001).
+        lambda_mean, lambda_std: the uncertainty scale lambda ~ N(mean, std^2), both 0.001.
         chunk_size: length-sorted micro-batches (None = trim the whole batch only).
         amp: bf16 autocast; None = on CUDA only.
         eval_seed: seeds the inference noise (x_T, the reverse steps' noise and lambda).

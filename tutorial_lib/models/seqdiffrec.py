@@ -33,7 +33,10 @@ third of the default's HR@10 (notebook 07, exercise 1).
 
 Steps are drawn by importance sampling: p_t proportional to sqrt(E[L_t^2]) over each step's
 last 10 losses (``diffusion.StepSampler("importance")``), so steps with larger loss are drawn
-more often; each MSE is divided by T p_t to keep the estimate unbiased.
+more often; each MSE is divided by T p_t, so the MSE term's estimate stays unbiased. The
+rounding cross-entropy of h0_hat also depends on t but is not reweighted (our choice): it is
+trained under p_t, so importance sampling also tilts it towards the large steps, where
+inference starts (p_t rises with t). The recorded runs were trained this way.
 
 Inference predicts h_0 directly from an intermediate step s <= T with few reverse steps:
 h_s ~ N(0, I), then ``inference_steps`` x0-predicting steps on the sub-sequence of steps
@@ -44,7 +47,8 @@ What is our reading (no official code exists): the variance beta_1 of q(h_0|i); 
 rounding cross-entropy is taken on (above); the MSE averaged over the
 hidden dimensions; h_s ~ N(0, I) at any start step; the respaced multi-step reverse; the
 Transformer layout (learned positions, sinusoidal step embedding added to the target slot,
-causal attention); the StepSampler's history of 10 losses and 0.1 % uniform mix.
+causal attention); the StepSampler's history of 10 losses and 0.1 % uniform mix; which terms
+importance sampling reweights (the MSE only).
 
 Shapes: ``history`` (B, L) item ids shifted by +1 (0 = padding, left-padded), ``target`` (B,)
 0-based item ids, hidden vectors (B, d), scores (B, n_items).
@@ -177,7 +181,8 @@ class SeqDiffRec(nn.Module):
                 "h0": h0, "h_t": h_t, "h0_hat": h0_hat}
 
     def loss(self, batch) -> torch.Tensor:
-        """The simplified objective: importance-weighted MSE + rounding cross-entropies (a scalar)."""
+        """The simplified objective: importance-weighted MSE + rounding cross-entropies (a scalar;
+        the cross-entropies are not reweighted, see the module docstring)."""
         history, target = batch
         t, w = self.sampler.sample(len(target), history.device)
         dtype = self.rounding.weight.dtype                                  # float64 after .double()
