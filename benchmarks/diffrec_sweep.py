@@ -52,6 +52,7 @@ GRID = [
     ({"step_sampling": "uniform"}, {}),
     ({"dims": (1000,)}, {}),                  # ninth session: the paper's other MLP sizes
     ({"dims": (300,)}, {}),
+    ({"first_beta": 1e-5}, {}),               # twelfth session: the released code's beta_fixed
 ]
 
 # L-DiffRec around the released ML-1M setting: (model overrides, clustering overrides);

@@ -64,10 +64,17 @@ def test_mlp_bad_configuration(kwargs, message):
     ({"noise_schedule": "nope"}, "unknown schedule"),
     ({"noise_min": 0.02, "noise_max": 0.01}, "noise_min < noise_max"),
     ({"dims": [200, 0]}, "positive integers"),
+    ({"first_beta": 1.5}, "beta_1"),
 ])
 def test_diffrec_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DiffRec(100, **kwargs)
+
+
+def test_first_beta_reaches_the_diffusion():
+    model = DiffRec(100, first_beta=1e-5)
+    assert model.diffusion.betas[0].item() == pytest.approx(1e-5)
+    assert DiffRec(100).diffusion.betas[0].item() == pytest.approx(2.5e-5)      # the paper's formula
 
 
 def test_linear_schedule_uses_the_noise_settings_as_released():

@@ -39,6 +39,17 @@ def test_diffrec_linear_var_variance_is_linear():
     assert schedules.alpha_bar(betas)[-1].item() == pytest.approx(1 - 5e-5)
 
 
+def test_first_beta_as_the_released_diffrec_fixes_it():
+    # the release sets beta_1 = 1e-5 after building linear-var: 1 - alpha_bar_t then drops by
+    # 1.5e-5 at every t (the later betas are kept), to 3.5e-5 at T
+    paper = schedules.get_betas("linear-var", 40)
+    release = schedules.with_first_beta(paper, 1e-5)
+    assert release[0] == 1e-5 and torch.equal(release[1:], paper[1:]) and paper[0] == pytest.approx(2.5e-5)
+    assert 1 - schedules.alpha_bar(release)[-1].item() == pytest.approx(3.5e-5, rel=1e-3)
+    with pytest.raises(ValueError, match="beta_1"):
+        schedules.with_first_beta(paper, 0.0)
+
+
 def test_linear_default_matches_ddpm_at_1000_steps():
     betas = schedules.linear(1000)
     assert betas[0].item() == pytest.approx(1e-4)

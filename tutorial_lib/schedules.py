@@ -153,6 +153,18 @@ def get_betas(name: str, T: int, **kwargs) -> torch.Tensor:
     return SCHEDULES[key](T, **kwargs)
 
 
+def with_first_beta(betas: torch.Tensor, beta_1: float) -> torch.Tensor:
+    """``betas`` (T,) with beta_1 replaced by ``beta_1``; the later betas are kept, so
+    alpha_bar_t changes for every t. DiffRec's released code does this by default
+    (``beta_fixed=True``: beta_1 = 1e-5, after Sohl-Dickstein et al. 2015); the paper's
+    linear-var formula gives beta_1 = noise_scale * noise_min (2.5e-5 on ML-1M)."""
+    if not 0 < beta_1 < 1:
+        raise ValueError(f"beta_1 must lie in (0, 1), got {beta_1!r}")
+    betas = betas.clone()
+    betas[0] = beta_1
+    return _validate(betas, "with_first_beta")
+
+
 def alpha_bar(betas: torch.Tensor) -> torch.Tensor:
     """alpha_bar_t = prod_{s<=t} (1 - beta_s); shape (T,)."""
     return torch.cumprod(1 - betas.to(torch.float64), dim=0)

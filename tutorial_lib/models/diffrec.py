@@ -42,7 +42,7 @@ from torch import nn
 
 from ..diffusion import MEAN_TYPES, GaussianDiffusion, StepSampler
 from ..metrics import user_ids
-from ..schedules import get_betas
+from ..schedules import get_betas, with_first_beta
 from .toy import timestep_embedding
 
 TIME_TYPES = ("cat",)
@@ -137,7 +137,8 @@ class DiffRec(nn.Module):
     other schedules ignore them. ``sampling_steps`` noises the input before
     the reverse chain at inference (0 = start from the un-noised row); ``input_fn(data)``
     returns the (n_users, n_items) matrix fed as x_0 (default ``data.train``; T-DiffRec
-    passes time-weighted rows).
+    passes time-weighted rows). ``first_beta`` replaces beta_1 as the released code does
+    (1e-5 there; ``schedules.with_first_beta``); None keeps the paper's formula.
     """
 
     def __init__(self, n_items: int, dims: Sequence[int] = (200, 600), emb_size: int = 10,
@@ -146,7 +147,7 @@ class DiffRec(nn.Module):
                  noise_min: float = 0.005, noise_max: float = 0.01, mean_type: str = "x0",
                  step_sampling: str = "importance", reweight: bool = True,
                  sampling_steps: int = 0, sampling_noise: bool = False,
-                 input_fn: Callable | None = None):
+                 input_fn: Callable | None = None, first_beta: float | None = None):
         super().__init__()
         if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
             raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
@@ -166,7 +167,10 @@ class DiffRec(nn.Module):
         self.sampling_steps, self.sampling_noise, self.input_fn = sampling_steps, sampling_noise, input_fn
         self.denoiser = DiffRecMLP(*mlp_dims(self.n_items, dims), emb_size=emb_size, norm=norm,
                                    dropout=dropout)
-        self.diffusion = GaussianDiffusion(get_betas(noise_schedule, T, **kw), mean_type)
+        betas = get_betas(noise_schedule, T, **kw)
+        if first_beta is not None:            # the released code's beta_fixed (measured: no gain)
+            betas = with_first_beta(betas, first_beta)
+        self.diffusion = GaussianDiffusion(betas, mean_type)
         self.sampler = StepSampler(T, step_sampling)
         self._dense: tuple | None = None     # (source matrix, dense tensor on the device)
         self._scores: tuple | None = None    # (weights version, source, (n_users, I) scores)
