@@ -303,9 +303,8 @@ def _fake_zip() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def fake_source(monkeypatch):
-    payload = _fake_zip()
+def _serve(monkeypatch, name: str, payload: bytes, filename: str, folder: str):
+    """REGISTRY[name] -> a download of ``payload`` (no network); returns (source, urls asked for)."""
     calls = []
 
     def urlopen(url, timeout=None):
@@ -313,9 +312,14 @@ def fake_source(monkeypatch):
         return io.BytesIO(payload)
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    source = D.DataSource("https://example.org/toy.zip", hashlib.sha256(payload).hexdigest(), "toy.zip", "toy")
-    monkeypatch.setitem(D.REGISTRY, "toy", source)
+    source = D.DataSource(f"https://example.org/{filename}", hashlib.sha256(payload).hexdigest(), filename, folder)
+    monkeypatch.setitem(D.REGISTRY, name, source)
     return source, calls
+
+
+@pytest.fixture
+def fake_source(monkeypatch):
+    return _serve(monkeypatch, "toy", _fake_zip(), "toy.zip", "toy")
 
 
 def test_fetch_verifies_and_extracts(tmp_path, fake_source):
@@ -342,11 +346,13 @@ def test_fetch_interrupted_extraction_leaves_no_half_folder(tmp_path, fake_sourc
     assert sorted(p.name for p in folder.iterdir()) == ["ratings.dat"]
 
 
-def test_fetch_wrong_checksum_leaves_nothing(tmp_path, fake_source, monkeypatch):
-    source, _ = fake_source
-    monkeypatch.setitem(D.REGISTRY, "toy", source._replace(sha256="0" * 64))
+@pytest.mark.parametrize("fixture, name", [("fake_source", "toy"), ("fake_file_source", "toy_seq")])
+def test_fetch_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, request, fixture, name):
+    # a zip, or a plain file whose folder fetch made: neither is left behind
+    source, _ = request.getfixturevalue(fixture)
+    monkeypatch.setitem(D.REGISTRY, name, source._replace(sha256="0" * 64))
     with pytest.raises(D.ChecksumError, match="SHA-256"):
-        D.fetch("toy", root=tmp_path)
+        D.fetch(name, root=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -372,16 +378,7 @@ def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
 def fake_file_source(monkeypatch):
     # a release that is one plain file (DiffuRec's dataset.pkl), not a zip
     payload = pickle.dumps({"train": {1: [1, 2]}, "val": {1: [3]}, "test": {1: [2]}})
-    calls = []
-
-    def urlopen(url, timeout=None):
-        calls.append(url)
-        return io.BytesIO(payload)
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    source = D.DataSource("https://example.org/d.pkl", hashlib.sha256(payload).hexdigest(), "dataset.pkl", "toy_seq")
-    monkeypatch.setitem(D.REGISTRY, "toy_seq", source)
-    return source, calls
+    return _serve(monkeypatch, "toy_seq", payload, "dataset.pkl", "toy_seq")
 
 
 def test_fetch_puts_a_plain_file_in_its_folder(tmp_path, fake_file_source):
@@ -393,14 +390,6 @@ def test_fetch_puts_a_plain_file_in_its_folder(tmp_path, fake_file_source):
     D.REGISTRY["toy_seq"] = source._replace(sha256="0" * 64)      # the fixture's setitem restores it
     with pytest.raises(D.ChecksumError, match="force=True"):       # a cache that no longer matches
         D.fetch("toy_seq", root=tmp_path)
-
-
-def test_fetch_plain_file_with_wrong_checksum_leaves_nothing(tmp_path, fake_file_source, monkeypatch):
-    source, _ = fake_file_source
-    monkeypatch.setitem(D.REGISTRY, "toy_seq", source._replace(sha256="0" * 64))
-    with pytest.raises(D.ChecksumError, match="SHA-256"):
-        D.fetch("toy_seq", root=tmp_path)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_registry_checksum_of_beauty_is_the_copy_our_figures_used(beauty_pkl):
