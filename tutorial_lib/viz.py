@@ -35,10 +35,15 @@ def show(fig) -> None:
     live figures."""
     from IPython.display import Image, display
 
+    display(Image(data=png(fig), format="png"))
+
+
+def png(fig) -> bytes:
+    """The figure as PNG bytes, at the size a cell shows it; the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi="figure", bbox_inches="tight")    # the size a cell shows
+    fig.savefig(buf, format="png", dpi="figure", bbox_inches="tight")
     close(fig)
-    display(Image(data=buf.getvalue(), format="png"))
+    return buf.getvalue()
 
 
 def close(fig) -> None:
@@ -126,9 +131,11 @@ def live_output(draw, controls: dict):
 def flush_cells_between_redraws() -> None:
     """Run the inline backend's end-of-cell figure flush under the redraw lock (IPython only).
 
-    The flush shows and closes every open pyplot figure. A cell ending while a widget draws on
-    another thread would otherwise show the widget's half-drawn figure in the cell's output and
-    close it under the widget. Called when an explorer is built; a no-op outside IPython.
+    The flush shows and closes every open pyplot figure. The library's explorers draw outside
+    pyplot (``subplots``), but a ``draw`` of your own given to ``live_output`` may use pyplot:
+    a cell ending while it draws on another thread would then show its half-drawn figure in the
+    cell's output and close it under the widget. Called when an explorer is built; a no-op
+    outside IPython.
     """
     try:
         from IPython import get_ipython

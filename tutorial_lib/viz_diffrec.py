@@ -16,14 +16,13 @@ records every state; the figures show
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .utils import eval_mode
-from .viz import close, flush_cells_between_redraws, one_at_a_time, subplots
+from .viz import flush_cells_between_redraws, one_at_a_time, png, subplots
 
 
 @dataclass
@@ -184,13 +183,6 @@ def draw_trajectory_grid(traj: Trajectory, n: int = 4, k: int = 10):
     return fig
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    close(fig)
-    return buf.getvalue()
-
-
 def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     """A user dropdown and a step slider; redraws ``draw_trajectory_step``. Needs a kernel.
 
@@ -218,7 +210,7 @@ def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
     def redraw(*_):
         traj = traj_of(user_box.value)
         label.value = f"showing {_step_label(traj, step.value)}"
-        image.value = _png(draw_trajectory_step(traj, step.value, k))
+        image.value = png(draw_trajectory_step(traj, step.value, k))
 
     user_box.observe(redraw, names="value")
     step.observe(redraw, names="value")
