@@ -65,6 +65,16 @@ LGRID = [
     ({"lr_ae": 5e-4, "lr_denoiser": 1e-4}, {}),        # the released amazon-book/yelp rates
     ({"T": 100}, {}),                                  # the public run of the released code (RESULTS)
     ({}, {"lightgcn_epochs": 70}),                     # a converged LightGCN (best validation epoch)
+    # thirteenth session, one GPU: the factors the paper tuned that no CPU session had varied
+    ({"noise_scale": 0.001}, {}),                      # 7: less noise
+    ({"noise_scale": 0.01}, {}),                       # 8: more noise
+    ({"noise_scale": 0.1}, {}),                        # 9: much more (the latent is tanh-bounded)
+    ({"lambda_": 0.01}, {}),                           # 10: diffusion loss weight
+    ({"lambda_": 0.1}, {}),                            # 11
+    ({}, {"n_clusters": 3}),                           # 12: more clusters
+    ({}, {"n_clusters": 5}),                           # 13
+    ({"encoder_dims": (600,)}, {}),                    # 14: a wider latent
+    ({"T": 10}, {}),                                   # 15: fewer steps
 ]
 
 
