@@ -8,7 +8,8 @@
 # OUT receives sweep.jsonl (one JSON line per finished run, as diffrec_sweep.py prints it, plus a
 # first line naming the GPU) and errors.log (each job's stderr, prefixed by its INDEX:SEED).
 # Runs share the GPU and its host, so their "seconds" are not single-run figures; a job still
-# running at SECONDS_LIMIT is killed and leaves no line. Order jobs by priority.
+# running at SECONDS_LIMIT is killed and leaves no line. Order jobs by priority. DEVICE=cpu runs
+# the same jobs without a GPU (the test does).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=$1 OUT=$2 WORKERS=$3 SECONDS_LIMIT=$4

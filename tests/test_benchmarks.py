@@ -180,6 +180,21 @@ def test_gpu_parallel_script_resumes_each_job_from_its_own_state(tmp_path, share
     assert line["paused"] and line["epochs"] == 2                     # resumed, not restarted
 
 
+def test_gpu_ldiffrec_sweep_script_stops_at_its_limit_and_keeps_each_jobs_errors(tmp_path, shared_datasets):
+    # one device call: a job still running at the limit is killed (no stray process keeps the
+    # machine busy), a failing job's stderr is kept under its INDEX:SEED, the first line names the GPU
+    script = ROOT / "benchmarks" / "gpu_ldiffrec_sweep.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu"}
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", str(script), str(shared_datasets), str(out), "2", "8", "99:1", "2:1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "status 124" in done.stdout and "0 runs finished" in done.stdout
+    assert json.loads((out / "sweep.jsonl").read_text().splitlines()[0])["gpu"] is None
+    assert "99:1 IndexError: list index out of range" in (out / "errors.log").read_text()
+    running = subprocess.run(["pgrep", "-f", f"diffrec_sweep.py.*{shared_datasets}"], capture_output=True)
+    assert running.returncode == 1, running.stdout                     # nothing left running
+
+
 def test_epoch_selection_reports_both_choices_from_one_run(capsys):
     # the protocol's figure is the test at the best validation epoch; the "selected on test"
     # figure is the best test over the same run's evaluations, never below it
