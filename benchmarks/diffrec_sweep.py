@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 
 from recipes.diffrec import DIFFREC, load  # noqa: E402
 from recipes.ldiffrec import LIGHTGCN  # noqa: E402
+from reproduce import processor, torch_version  # noqa: E402
 
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
@@ -84,7 +85,8 @@ def train_kwargs(overrides: dict) -> dict:
 
 
 def _summary(config: dict, seed: int, h, start: float) -> dict:
-    return {"config": config, "seed": seed,
+    return {"config": config, "seed": seed, "device": h.device, "processor": processor(h.device),
+            "torch": torch_version(),
             "valid_recall@20": round(h.best_valid["recall@20"], 4),
             "test_recall@20": round(h.best_test["recall@20"], 4),
             "test_ndcg@20": round(h.best_test["ndcg@20"], 4), "best_epoch": h.best_epoch,

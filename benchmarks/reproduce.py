@@ -92,8 +92,17 @@ def main(argv=None) -> dict:
     result = module.RECIPES[args.model](args)
     result.setdefault("wall_seconds", round(time.perf_counter() - start, 2))
     result["processor"] = processor(result["device"])
+    result["torch"] = torch_version()
     print(json.dumps(result))
     return result
+
+
+def torch_version() -> str:
+    """PyTorch's version: runs under two versions may differ beyond rounding (RESULTS.md,
+    L-DiffRec on the H100), so every line names it."""
+    import torch
+
+    return torch.__version__
 
 
 def processor(device: str) -> str:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -41,6 +42,7 @@ def test_every_model_prints_the_json_contract(model, capsys):
     assert all(0 <= result[k] <= top for k in (NEXT_ITEM if sequential else TOP_N))
     assert result["device"] in ("cpu", "cuda")
     assert isinstance(result["processor"], str) and result["processor"]   # which chip the seconds are for
+    assert result["torch"] == torch.__version__                     # and which PyTorch the figures are for
 
 
 def test_the_json_is_the_last_line_of_the_script_itself():
@@ -153,6 +155,17 @@ def test_every_sweep_config_builds_its_model():
     for model_kw, cluster_kw in diffrec_sweep.LGRID:
         LDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
         assert set(cluster_kw) <= {"n_clusters", "lightgcn_epochs"}
+
+
+def test_sweep_lines_name_device_chip_and_torch():
+    # runs on two devices or PyTorch versions are not interchangeable (RESULTS.md): each line says which
+    from types import SimpleNamespace
+
+    h = SimpleNamespace(best_valid={"recall@20": 0.11}, best_test={"recall@20": 0.17, "ndcg@20": 0.1},
+                        best_epoch=5, epochs=25, device="cpu")
+    row = diffrec_sweep._summary({"T": 10}, 3, h, 0.0)
+    assert row["device"] == "cpu" and row["processor"] == reproduce.processor("cpu")
+    assert row["torch"] == torch.__version__ and row["seed"] == 3 and row["config"] == {"T": 10}
 
 
 def test_gpu_parallel_script_resumes_each_job_from_its_own_state(tmp_path, shared_datasets):
