@@ -168,6 +168,33 @@ def test_sweep_lines_name_device_chip_and_torch():
     assert row["torch"] == torch.__version__ and row["seed"] == 3 and row["config"] == {"T": 10}
 
 
+def test_cpu_random_streams_change_nothing_on_the_cpu():
+    # the GPU check draws every random number as a CPU run would: on the CPU it must be that run exactly
+    import cpu_random_streams
+
+    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.ldiffrec import LDiffRec
+    from tutorial_lib.synthetic import make_synthetic
+    from tutorial_lib.train import fit
+
+    data = make_synthetic(n_users=80, n_items=200, interactions_per_user=12, seed=0)[0]
+
+    def run(model_cls):
+        torch.manual_seed(0)
+        model = model_cls(data.n_items)
+        h = fit(model, data, epochs=2, batch_size=16, eval_every=1, device="cpu", seed=0, progress=False)
+        return [p.detach().clone() for p in model.parameters()], h.best_valid
+
+    for model_cls in (LDiffRec, DiffRec):                     # nn.Dropout + randn_like; rand_like dropout
+        plain = run(model_cls)
+        with cpu_random_streams.cpu_random_streams():
+            patched = run(model_cls)
+            x = torch.ones(3, 5)
+            assert torch.nn.functional.dropout(x, 0.5, training=False) is x
+        assert all(torch.equal(a, b) for a, b in zip(plain[0], patched[0])) and plain[1] == patched[1]
+    assert torch.randn_like.__name__ == "randn_like"          # restored on exit
+
+
 def test_gpu_parallel_script_resumes_each_job_from_its_own_state(tmp_path, shared_datasets):
     # the ablation-beside-a-control call: state refreshed per job, RESUME_ONLY never restarts a run
     import tarfile
