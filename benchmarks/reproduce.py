@@ -9,7 +9,7 @@
 
 The last line printed is one JSON object with the model, the dataset, the test metrics at the
 best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device,
-seed and processor (the chip the seconds belong to). The recipes (the paper's settings for
+seed, processor (the chip the seconds belong to) and torch (its version). The recipes (the paper's settings for
 each model) live in benchmarks/recipes/.
 """
 from __future__ import annotations
@@ -98,8 +98,8 @@ def main(argv=None) -> dict:
 
 
 def torch_version() -> str:
-    """PyTorch's version: runs under two versions may differ beyond rounding (RESULTS.md,
-    L-DiffRec on the H100), so every line names it."""
+    """PyTorch's version. A run repeats to the last digit only under the version (and chip) that
+    made it: kernels and random streams may change between releases, so every line names it."""
     import torch
 
     return torch.__version__
