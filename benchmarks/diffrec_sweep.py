@@ -3,6 +3,7 @@
     python benchmarks/diffrec_sweep.py                  # every DiffRec config in GRID, seed 1
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
     python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
+    python benchmarks/diffrec_sweep.py --only 0 --seeds 1 2 --sampler-rng own
 
 The paper searched noise scale, noise bounds, T, the learning rate and the MLP size and reports one best
 setting; this script re-runs that search on *validation* Recall@20 (never
@@ -12,16 +13,23 @@ reported, not used. Same protocol and training loop as ``reproduce.py diffrec``;
 the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel (``reproduce.py`` uses
 ``DiffRec.configure_optimizers``, fused since the fifth session), the same update up to float
 rounding. The recorded sweep rows were all run this way.
+
+``--sampler-rng own`` gives the step sampler its own CPU generator, seeded with the run's seed;
+by default (``shared``) it draws from the global generator that also draws the noise and the
+dropout masks, as on a CPU the library always does. Same model, same distribution of draws,
+different random numbers: it asks whether sharing one stream costs accuracy (RESULTS.md).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -84,6 +92,12 @@ def train_kwargs(overrides: dict) -> dict:
     return {**dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw"), **overrides}
 
 
+def own_sampler_generator(model, seed: int) -> None:
+    """Make ``model.sampler`` draw its steps from a CPU generator of its own, seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    model.sampler.sample = functools.partial(model.sampler.sample, generator=generator)
+
+
 def _summary(config: dict, seed: int, h, start: float) -> dict:
     return {"config": config, "seed": seed, "device": h.device, "processor": processor(h.device),
             "torch": torch_version(),
@@ -93,7 +107,8 @@ def _summary(config: dict, seed: int, h, start: float) -> dict:
             "epochs": h.epochs, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, device: str) -> dict:
+def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, device: str,
+                 sampler_rng: str = "shared") -> dict:
     data = load(argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir))
     start = time.perf_counter()
     gcn = dict(LIGHTGCN, epochs=cluster_kw.get("lightgcn_epochs", LIGHTGCN["epochs"]))
@@ -103,22 +118,27 @@ def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, dev
     clusters = cluster_items(emb, n_clusters, seed=seed)
     seed_everything(seed)
     model = LDiffRec(data.n_items, clusters=clusters, **model_kw)
+    if sampler_rng == "own":
+        own_sampler_generator(model, seed)
     h = fit(model, data, epochs=1000, lr=1e-3, batch_size=400, eval_every=5, patience=20,
             device=device, seed=seed, progress=False)
     return {**_summary({**model_kw, **cluster_kw}, seed, h, start),
-            "cluster_sizes": model.vae.cluster_sizes}
+            "cluster_sizes": model.vae.cluster_sizes, "sampler_rng": sampler_rng}
 
 
-def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str) -> dict:
+def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str,
+        sampler_rng: str = "shared") -> dict:
     args = argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir)
     data = load(args)
     seed_everything(seed)
     model = DiffRec(data.n_items, **{**DIFFREC, **model_kw})
+    if sampler_rng == "own":
+        own_sampler_generator(model, seed)
     train = train_kwargs(train_kw)
     start = time.perf_counter()
     h = fit(model, data, epochs=1000, eval_every=5, patience=20, eval_batch_size=2048,
             device=device, seed=seed, progress=False, **train)
-    return _summary({**model_kw, **train_kw}, seed, h, start)
+    return {**_summary({**model_kw, **train_kw}, seed, h, start), "sampler_rng": sampler_rng}
 
 
 def main(argv=None):
@@ -128,11 +148,13 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
     p.add_argument("--device", default="auto")
+    p.add_argument("--sampler-rng", choices=["shared", "own"], default="shared",
+                   help="the step sampler's generator: the global one (the library's way) or its own")
     a = p.parse_args(argv)
     grid, runner = (GRID, run) if a.family == "diffrec" else (LGRID, run_ldiffrec)
     for i in (a.only if a.only else range(len(grid))):
         for seed in a.seeds:
-            row = runner(*grid[i], seed, a.data_dir, a.device)
+            row = runner(*grid[i], seed, a.data_dir, a.device, a.sampler_rng)
             print(json.dumps({"family": a.family, "index": i, **row}), flush=True)
 
 

@@ -168,6 +168,38 @@ def test_sweep_lines_name_device_chip_and_torch():
     assert row["torch"] == torch.__version__ and row["seed"] == 3 and row["config"] == {"T": 10}
 
 
+def test_own_sampler_generator_takes_the_steps_off_the_global_stream():
+    # --sampler-rng own: steps follow the seed alone, and the global generator (noise, dropout)
+    # no longer advances when a step is drawn
+    from tutorial_lib.models.diffrec import DiffRec
+
+    def steps_and_global_stream(own: bool):
+        torch.manual_seed(0)
+        model = DiffRec(30, T=20)
+        if own:
+            diffrec_sweep.own_sampler_generator(model, seed=7)
+        before = torch.get_rng_state()
+        t, _ = model.sampler.sample(64)
+        return t, torch.equal(before, torch.get_rng_state())
+
+    shared_t, shared_untouched = steps_and_global_stream(own=False)
+    own_t, own_untouched = steps_and_global_stream(own=True)
+    assert own_untouched and not shared_untouched
+    expected = torch.multinomial(torch.full((20,), 0.05, dtype=torch.float64), 64, replacement=True,
+                                 generator=torch.Generator().manual_seed(7))
+    assert torch.equal(own_t, expected) and not torch.equal(shared_t, own_t)
+
+
+def test_sweep_passes_sampler_rng_to_the_run_and_prints_it(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(diffrec_sweep, "run", lambda *a: calls.append(a) or {"sampler_rng": a[-1]})
+    diffrec_sweep.main(["--only", "0", "--seeds", "4", "--data-dir", "x", "--device", "cpu", "--sampler-rng", "own"])
+    assert calls == [({}, {}, 4, "x", "cpu", "own")]
+    assert json.loads(capsys.readouterr().out)["sampler_rng"] == "own"
+    with pytest.raises(SystemExit):
+        diffrec_sweep.main(["--sampler-rng", "mine"])
+
+
 def test_cpu_random_streams_change_nothing_on_the_cpu():
     # the GPU check draws every random number as a CPU run would: on the CPU it must be that run exactly
     import cpu_random_streams
