@@ -93,7 +93,11 @@ def train_kwargs(overrides: dict) -> dict:
 
 
 def own_sampler_generator(model, seed: int) -> None:
-    """Make ``model.sampler`` draw its steps from a CPU generator of its own, seeded with ``seed``."""
+    """Make ``model.sampler`` draw its steps from a CPU generator of its own, seeded with ``seed``.
+
+    ``fit`` seeds its batch-order generator with the same seed, so the first batch's steps and
+    the first epoch's user order are read from one stream of numbers (as a multinomial and as a
+    permutation); the streams part after that. Kept so that the recorded runs repeat."""
     generator = torch.Generator().manual_seed(seed)
     model.sampler.sample = functools.partial(model.sampler.sample, generator=generator)
 
