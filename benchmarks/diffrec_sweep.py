@@ -15,9 +15,10 @@ the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel (``repro
 rounding. The recorded sweep rows were all run this way.
 
 ``--sampler-rng own`` gives the step sampler its own CPU generator, seeded with the run's seed;
-by default (``shared``) it draws from the global generator that also draws the noise and the
-dropout masks, as on a CPU the library always does. Same model, same distribution of draws,
-different random numbers: it asks whether sharing one stream costs accuracy (RESULTS.md).
+by default (``shared``, the library as it is) it draws from the global CPU generator, which on a
+CPU also draws the noise and the dropout masks (on a GPU those come from CUDA's generator). Same
+model, same distribution of draws, different random numbers: it asks whether sharing one stream
+costs accuracy (RESULTS.md: it does not).
 """
 from __future__ import annotations
 
