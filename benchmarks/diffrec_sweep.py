@@ -1,12 +1,13 @@
-"""Validation sweeps for DiffRec and L-DiffRec on ml-1m_clean: which settings do best?
+"""Validation sweeps for DiffRec, L-DiffRec and T-DiffRec on ml-1m_clean: which settings do best?
 
     python benchmarks/diffrec_sweep.py                  # every DiffRec config in GRID, seed 1
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
     python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
+    python benchmarks/diffrec_sweep.py --family tdiffrec --seeds 1 2 3   # T-DiffRec's w_min (TGRID)
     python benchmarks/diffrec_sweep.py --only 0 --seeds 1 2 --sampler-rng own
 
 The paper searched noise scale, noise bounds, T, the learning rate and the MLP size and reports one best
-setting; this script re-runs that search on *validation* Recall@20 (never
+setting (for T-DiffRec, w_min from 0.1 to 0.5 with w_max = 1); this script re-runs that search on *validation* Recall@20 (never
 test) so that the recipe's choice can be checked. One JSON line per (config, seed) with the
 validation figure that decides and the test figure at the best validation epoch, which is
 reported, not used. Same protocol and training loop as ``reproduce.py diffrec``; one difference:
@@ -42,6 +43,7 @@ from reproduce import processor, torch_version  # noqa: E402
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
 from tutorial_lib.models.lightgcn import item_embeddings  # noqa: E402
+from tutorial_lib.models.tdiffrec import TDiffRec  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
 from tutorial_lib.utils import seed_everything  # noqa: E402
 
@@ -86,6 +88,10 @@ LGRID = [
     ({"encoder_dims": (600,)}, {}),                    # 14: a wider latent
     ({"T": 10}, {}),                                   # 15: fewer steps
 ]
+
+# T-DiffRec: DiffRec's setting on time-weighted rows; the paper's ML-1M range of w_min (w_max = 1).
+# Entry 0 is the recipe's (reproduce.py tdiffrec).
+TGRID = [({"w_min": w}, {}) for w in (0.1, 0.2, 0.3, 0.4, 0.5)]
 
 
 def train_kwargs(overrides: dict) -> dict:
@@ -132,11 +138,12 @@ def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, dev
 
 
 def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str,
-        sampler_rng: str = "shared") -> dict:
+        sampler_rng: str = "shared", model_cls: type = DiffRec) -> dict:
+    """One DiffRec run (``model_cls=TDiffRec``: one T-DiffRec run) of the recipe with overrides."""
     args = argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir)
     data = load(args)
     seed_everything(seed)
-    model = DiffRec(data.n_items, **{**DIFFREC, **model_kw})
+    model = model_cls(data.n_items, **{**DIFFREC, **model_kw})
     if sampler_rng == "own":
         own_sampler_generator(model, seed)
     train = train_kwargs(train_kw)
@@ -148,15 +155,16 @@ def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--family", choices=["diffrec", "ldiffrec"], default="diffrec")
-    p.add_argument("--only", type=int, nargs="*", help="indices into GRID / LGRID (default: all)")
+    p.add_argument("--family", choices=["diffrec", "ldiffrec", "tdiffrec"], default="diffrec")
+    p.add_argument("--only", type=int, nargs="*", help="indices into GRID / LGRID / TGRID (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
     p.add_argument("--device", default="auto")
     p.add_argument("--sampler-rng", choices=["shared", "own"], default="shared",
                    help="the step sampler's generator: the global one (the library's way) or its own")
     a = p.parse_args(argv)
-    grid, runner = (GRID, run) if a.family == "diffrec" else (LGRID, run_ldiffrec)
+    grid, runner = {"diffrec": (GRID, run), "ldiffrec": (LGRID, run_ldiffrec),
+                    "tdiffrec": (TGRID, functools.partial(run, model_cls=TDiffRec))}[a.family]
     for i in (a.only if a.only else range(len(grid))):
         for seed in a.seeds:
             row = runner(*grid[i], seed, a.data_dir, a.device, a.sampler_rng)

@@ -155,6 +155,14 @@ def test_every_sweep_config_builds_its_model():
     for model_kw, cluster_kw in diffrec_sweep.LGRID:
         LDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
         assert set(cluster_kw) <= {"n_clusters", "lightgcn_epochs"}
+    from tutorial_lib.models.tdiffrec import TDiffRec
+
+    w_mins = []
+    for model_kw, train_kw in diffrec_sweep.TGRID:
+        model = TDiffRec(50, **{**diffrec_sweep.DIFFREC, **model_kw})
+        w_mins.append(model.input_fn.w_min)
+        assert train_kw == {} and model.input_fn.w_max == 1.0
+    assert w_mins == [0.1, 0.2, 0.3, 0.4, 0.5]          # the paper's range; entry 0 is the recipe's
 
 
 def test_sweep_lines_name_device_chip_and_torch():
@@ -198,6 +206,38 @@ def test_sweep_passes_sampler_rng_to_the_run_and_prints_it(monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["sampler_rng"] == "own"
     with pytest.raises(SystemExit):
         diffrec_sweep.main(["--sampler-rng", "mine"])
+
+
+def test_sweep_family_tdiffrec_runs_the_recipe_as_tdiffrec(monkeypatch, capsys):
+    from tutorial_lib.models.tdiffrec import TDiffRec
+
+    calls = []
+    monkeypatch.setattr(diffrec_sweep, "run", lambda *a, **k: calls.append((a, k)) or {"config": a[0]})
+    diffrec_sweep.main(["--family", "tdiffrec", "--only", "2", "--seeds", "3", "--data-dir", "x",
+                        "--device", "cpu"])
+    assert calls == [(({"w_min": 0.3}, {}, 3, "x", "cpu", "shared"), {"model_cls": TDiffRec})]
+    row = json.loads(capsys.readouterr().out)
+    assert row["family"] == "tdiffrec" and row["index"] == 2
+
+
+def test_sweep_run_builds_the_model_class_it_is_given(monkeypatch):
+    from types import SimpleNamespace
+
+    from tutorial_lib.models.tdiffrec import TDiffRec
+
+    built = []
+
+    def fake_fit(model, data, **kw):
+        built.append(model)
+        return SimpleNamespace(best_valid={"recall@20": 0.1}, best_test={"recall@20": 0.2, "ndcg@20": 0.1},
+                               best_epoch=5, epochs=25, device="cpu")
+
+    monkeypatch.setattr(diffrec_sweep, "load", lambda args: SimpleNamespace(n_items=30))
+    monkeypatch.setattr(diffrec_sweep, "fit", fake_fit)
+    diffrec_sweep.run({"w_min": 0.4}, {}, 1, "x", "cpu", model_cls=TDiffRec)
+    diffrec_sweep.run({}, {}, 1, "x", "cpu")
+    assert type(built[0]) is TDiffRec and built[0].input_fn.w_min == 0.4
+    assert type(built[1]) is diffrec_sweep.DiffRec and built[1].input_fn is None
 
 
 def test_cpu_random_streams_change_nothing_on_the_cpu():
