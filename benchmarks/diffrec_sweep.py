@@ -4,6 +4,7 @@
     python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
     python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
     python benchmarks/diffrec_sweep.py --family tdiffrec --seeds 1 2 3   # T-DiffRec's w_min (TGRID)
+    python benchmarks/diffrec_sweep.py --family ltdiffrec --only 3       # LT-DiffRec, w_min 0.4 (TGRID)
     python benchmarks/diffrec_sweep.py --only 0 --seeds 1 2 --sampler-rng own
 
 The paper searched noise scale, noise bounds, T, the learning rate and the MLP size and reports one best
@@ -43,7 +44,7 @@ from reproduce import processor, torch_version  # noqa: E402
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
 from tutorial_lib.models.lightgcn import item_embeddings  # noqa: E402
-from tutorial_lib.models.tdiffrec import TDiffRec  # noqa: E402
+from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
 from tutorial_lib.utils import seed_everything  # noqa: E402
 
@@ -90,7 +91,8 @@ LGRID = [
 ]
 
 # T-DiffRec: DiffRec's setting on time-weighted rows; the paper's ML-1M range of w_min (w_max = 1).
-# Entry 0 is the recipe's (reproduce.py tdiffrec).
+# Entry 0 is the recipe's (reproduce.py tdiffrec). --family ltdiffrec runs the same w_min values on
+# L-DiffRec's recipe (LGRID entry 2's clusters), entry 0 being reproduce.py ltdiffrec.
 TGRID = [({"w_min": w}, {}) for w in (0.1, 0.2, 0.3, 0.4, 0.5)]
 
 
@@ -119,7 +121,8 @@ def _summary(config: dict, seed: int, h, start: float) -> dict:
 
 
 def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, device: str,
-                 sampler_rng: str = "shared") -> dict:
+                 sampler_rng: str = "shared", model_cls: type = LDiffRec) -> dict:
+    """One L-DiffRec run (``model_cls=LTDiffRec``: LT-DiffRec) of the recipe with overrides."""
     data = load(argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir))
     start = time.perf_counter()
     gcn = dict(LIGHTGCN, epochs=cluster_kw.get("lightgcn_epochs", LIGHTGCN["epochs"]))
@@ -128,7 +131,7 @@ def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, dev
            else np.zeros((data.n_items, 1)))                       # one cluster: nothing to embed
     clusters = cluster_items(emb, n_clusters, seed=seed)
     seed_everything(seed)
-    model = LDiffRec(data.n_items, clusters=clusters, **model_kw)
+    model = model_cls(data.n_items, clusters=clusters, **model_kw)
     if sampler_rng == "own":
         own_sampler_generator(model, seed)
     h = fit(model, data, epochs=1000, lr=1e-3, batch_size=400, eval_every=5, patience=20,
@@ -155,7 +158,7 @@ def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str,
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--family", choices=["diffrec", "ldiffrec", "tdiffrec"], default="diffrec")
+    p.add_argument("--family", choices=["diffrec", "ldiffrec", "tdiffrec", "ltdiffrec"], default="diffrec")
     p.add_argument("--only", type=int, nargs="*", help="indices into GRID / LGRID / TGRID (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
@@ -164,7 +167,8 @@ def main(argv=None):
                    help="the step sampler's generator: the global one (the library's way) or its own")
     a = p.parse_args(argv)
     grid, runner = {"diffrec": (GRID, run), "ldiffrec": (LGRID, run_ldiffrec),
-                    "tdiffrec": (TGRID, functools.partial(run, model_cls=TDiffRec))}[a.family]
+                    "tdiffrec": (TGRID, functools.partial(run, model_cls=TDiffRec)),
+                    "ltdiffrec": (TGRID, functools.partial(run_ldiffrec, model_cls=LTDiffRec))}[a.family]
     for i in (a.only if a.only else range(len(grid))):
         for seed in a.seeds:
             row = runner(*grid[i], seed, a.data_dir, a.device, a.sampler_rng)

@@ -208,22 +208,24 @@ def test_sweep_passes_sampler_rng_to_the_run_and_prints_it(monkeypatch, capsys):
         diffrec_sweep.main(["--sampler-rng", "mine"])
 
 
-def test_sweep_family_tdiffrec_runs_the_recipe_as_tdiffrec(monkeypatch, capsys):
-    from tutorial_lib.models.tdiffrec import TDiffRec
+@pytest.mark.parametrize("family, runner, model", [("tdiffrec", "run", "TDiffRec"),
+                                                   ("ltdiffrec", "run_ldiffrec", "LTDiffRec")])
+def test_sweep_families_with_time_weights_run_their_recipe_with_w_min(monkeypatch, capsys, family, runner, model):
+    from tutorial_lib.models import tdiffrec
 
     calls = []
-    monkeypatch.setattr(diffrec_sweep, "run", lambda *a, **k: calls.append((a, k)) or {"config": a[0]})
-    diffrec_sweep.main(["--family", "tdiffrec", "--only", "2", "--seeds", "3", "--data-dir", "x",
+    monkeypatch.setattr(diffrec_sweep, runner, lambda *a, **k: calls.append((a, k)) or {"config": a[0]})
+    diffrec_sweep.main(["--family", family, "--only", "2", "--seeds", "3", "--data-dir", "x",
                         "--device", "cpu"])
-    assert calls == [(({"w_min": 0.3}, {}, 3, "x", "cpu", "shared"), {"model_cls": TDiffRec})]
+    assert calls == [(({"w_min": 0.3}, {}, 3, "x", "cpu", "shared"), {"model_cls": getattr(tdiffrec, model)})]
     row = json.loads(capsys.readouterr().out)
-    assert row["family"] == "tdiffrec" and row["index"] == 2
+    assert row["family"] == family and row["index"] == 2
 
 
 def test_sweep_run_builds_the_model_class_it_is_given(monkeypatch):
     from types import SimpleNamespace
 
-    from tutorial_lib.models.tdiffrec import TDiffRec
+    from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec
 
     built = []
 
@@ -238,6 +240,12 @@ def test_sweep_run_builds_the_model_class_it_is_given(monkeypatch):
     diffrec_sweep.run({}, {}, 1, "x", "cpu")
     assert type(built[0]) is TDiffRec and built[0].input_fn.w_min == 0.4
     assert type(built[1]) is diffrec_sweep.DiffRec and built[1].input_fn is None
+
+    # L-DiffRec's runner: one cluster, so no LightGCN is trained
+    diffrec_sweep.run_ldiffrec({"w_min": 0.4}, {"n_clusters": 1}, 1, "x", "cpu", model_cls=LTDiffRec)
+    diffrec_sweep.run_ldiffrec({}, {"n_clusters": 1}, 1, "x", "cpu")
+    assert type(built[2]) is LTDiffRec and built[2].input_fn.w_min == 0.4
+    assert type(built[3]) is diffrec_sweep.LDiffRec and built[3].input_fn is None
 
 
 def test_cpu_random_streams_change_nothing_on_the_cpu():
