@@ -11,10 +11,10 @@ The paper searched noise scale, noise bounds, T, the learning rate and the MLP s
 setting (for T-DiffRec only a range: w_min 0.1 to 0.5, w_max = 1); this script re-runs that search
 on *validation* Recall@20 (never test) so that the recipe's choice can be checked. One JSON line
 per (config, seed) with the validation figure that decides and the test figure at the best
-validation epoch, which is reported, not used. Same protocol and training loop as ``reproduce.py diffrec``; one difference:
-the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel (``reproduce.py`` uses
-``DiffRec.configure_optimizers``, fused since the fifth session), the same update up to float
-rounding. The recorded sweep rows were all run this way.
+validation epoch, which is reported, not used. Same protocol and training loop as ``reproduce.py
+diffrec``; one difference: the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel
+(``reproduce.py`` uses ``DiffRec.configure_optimizers``, fused since the fifth session), the same
+update up to float rounding. The recorded sweep rows were all run this way.
 
 ``--sampler-rng own`` gives the step sampler its own CPU generator, seeded with the run's seed;
 by default (``shared``, the library as it is) it draws from the global CPU generator, which on a
