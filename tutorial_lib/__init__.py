@@ -12,6 +12,7 @@ One idea per module (where to look for what):
     train       one training loop for every model (progress, early stopping, checkpoints)
     models/     diffrec, ldiffrec, tdiffrec, diffurec, seqdiffrec and the baselines
     viz         plots and widgets (each widget has a static twin)
+    beyond_accuracy  coverage, Gini, diversity, novelty, posterior collapse, latency (notebook 08)
     notebook    record results in an executed notebook, read them back in tests
 
 Sub-modules are imported lazily, so ``import tutorial_lib`` stays fast.
@@ -24,9 +25,9 @@ from .utils import device, seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["device", "seed_everything", "schedules", "diffusion", "data", "synthetic", "sequences",
-           "metrics", "train", "models", "viz", "notebook"]
+           "metrics", "train", "models", "beyond_accuracy", "viz", "notebook"]
 
-_LAZY = {"schedules", "diffusion", "data", "synthetic", "sequences", "metrics", "train", "models", "viz", "notebook"}
+_LAZY = {"schedules", "diffusion", "data", "synthetic", "sequences", "metrics", "train", "models", "beyond_accuracy", "viz", "notebook"}
 
 
 def __getattr__(name):
