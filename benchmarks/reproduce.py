@@ -1,22 +1,26 @@
 """Reproduce a paper's figures: train MODEL with the paper's best settings, print one JSON line.
 
-    python benchmarks/reproduce.py diffrec --dataset ml-1m_clean --data-dir ../shared/datasets
-    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda
-    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda \
+    .venv/bin/python benchmarks/reproduce.py diffrec --dataset ml-1m_clean --data-dir data
+    .venv/bin/python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda
+    .venv/bin/python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda \
         --checkpoint build/diffurec.pt --time-limit 480      # in pieces, e.g. 8 minutes a call
-    python benchmarks/reproduce.py diffurec --dataset amazon_beauty --device cuda --release-padding
-                                                             # ablation: the release's padding mask
+
+The data folder is ``--data-dir``, else ``$TUTORIAL_DATA_DIR``, else ``data``; it holds the
+papers' released splits (``ml-1m_clean/`` from DiffRec, ``amazon_beauty/dataset.pkl`` from
+DiffuRec). A missing split ends the run with one line naming where to download it.
 
 The last line printed is one JSON object with the model, the dataset, the test metrics at the
 best validation epoch, best_epoch, train_seconds, eval_seconds, seconds_per_epoch, device,
-seed, processor (the chip the seconds belong to) and torch (its version). The recipes (the paper's settings for
-each model) live in benchmarks/recipes/.
+seed, processor (the chip the seconds belong to) and torch (its version). The recipes (the
+paper's settings for each model) live in benchmarks/recipes/; benchmarks/RESULTS.md lists the
+figures and the command behind each.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +38,30 @@ SEQUENTIAL = ("sequential", "seqdiffrec")          # the families that run in pi
 # family -> the data sets its recipes read; the first is the default
 DATASETS = {"diffrec": ("ml-1m_clean", "synthetic"), "ldiffrec": ("ml-1m_clean", "synthetic"),
             "sequential": ("amazon_beauty", "synthetic"), "seqdiffrec": ("amazon_beauty", "synthetic")}
-DEFAULT_DATA_DIR = HERE.parent.parent / "shared" / "datasets"
+# data set -> (what must exist under the data folder, where the paper released it)
+RELEASES = {
+    "ml-1m_clean": ("ml-1m_clean/train_list.npy",
+                    "https://github.com/YiyanXu/DiffRec (datasets/ml-1m_clean.rar; unpack it into the folder)"),
+    "amazon_beauty": ("amazon_beauty/dataset.pkl",
+                      "https://github.com/WHUIR/DiffuRec (datasets/data/amazon_beauty/dataset.pkl)"),
+}
+
+
+def default_data_dir() -> str:
+    """``$TUTORIAL_DATA_DIR`` when set, else ``data`` (relative to where the command runs)."""
+    return os.environ.get("TUTORIAL_DATA_DIR") or "data"
+
+
+def missing_data(dataset: str, data_dir: str) -> str | None:
+    """One line saying where to download ``dataset`` if it is not under ``data_dir``, else None."""
+    if dataset not in RELEASES:                  # synthetic: generated, nothing to download
+        return None
+    needed, release = RELEASES[dataset]
+    path = Path(data_dir) / needed
+    if path.exists():
+        return None
+    return (f"{dataset} not found ({path} is missing): download it from {release}, "
+            f"then pass --data-dir or set TUTORIAL_DATA_DIR to the folder that holds {dataset}")
 
 
 def positive_int(text: str) -> int:
@@ -51,7 +78,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default=None,
                    help="ml-1m_clean (default) or synthetic for the DiffRec family; amazon_beauty "
                         "(default) or synthetic for sasrec, diffurec and seqdiffrec")
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the papers' splits (default: $TUTORIAL_DATA_DIR, else data)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--epochs", type=positive_int, default=None, help="override the recipe's epoch budget")
@@ -66,10 +94,8 @@ def parse_args(argv=None):
                    help="sequential models: pause after the epoch that passes this many seconds "
                         "of training (needs --checkpoint; run again to go on; the JSON line says "
                         "\"paused\": true until the run is complete)")
-    p.add_argument("--release-padding", action="store_true",
-                   help="diffurec only, an ablation: the released code's padding mask (padding "
-                        "then changes the output; see tutorial_lib/models/diffurec.py)")
     args = p.parse_args(argv)
+    args.data_dir = args.data_dir or default_data_dir()
     choices = DATASETS[FAMILIES[args.model]]
     args.dataset = choices[0] if args.dataset is None else args.dataset
     if args.dataset not in choices:
@@ -85,8 +111,9 @@ def main(argv=None) -> dict:
                          f"a {args.model} run takes minutes and goes in one piece")
     if args.time_limit is not None and args.checkpoint is None:
         raise SystemExit("--time-limit needs --checkpoint (a paused run resumes from it)")
-    if args.release_padding and args.model != "diffurec":
-        raise SystemExit("--release-padding is an ablation of diffurec only")
+    missing = missing_data(args.dataset, args.data_dir)
+    if missing:
+        raise SystemExit(missing)
     module = importlib.import_module(f"recipes.{FAMILIES[args.model]}")
     start = time.perf_counter()
     result = module.RECIPES[args.model](args)

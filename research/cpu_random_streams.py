@@ -1,6 +1,6 @@
 """Run a sweep with every random draw of the model made by the CPU's generator, on any device.
 
-    python benchmarks/cpu_random_streams.py --family ldiffrec --only 2 --seeds 3 --device cuda
+    python research/cpu_random_streams.py --family ldiffrec --only 2 --seeds 3 --device cuda
 
 Same arguments as ``diffrec_sweep.py``. On a GPU, dropout masks and Gaussian noise normally come
 from CUDA's generator, so a GPU run and a CPU run of one seed draw different numbers. Here

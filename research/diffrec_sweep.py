@@ -1,11 +1,11 @@
 """Validation sweeps for DiffRec, L-DiffRec and T-DiffRec on ml-1m_clean: which settings do best?
 
-    python benchmarks/diffrec_sweep.py                  # every DiffRec config in GRID, seed 1
-    python benchmarks/diffrec_sweep.py --only 0 3 --seeds 1 2 3
-    python benchmarks/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
-    python benchmarks/diffrec_sweep.py --family tdiffrec --seeds 1 2 3   # T-DiffRec's w_min (TGRID)
-    python benchmarks/diffrec_sweep.py --family ltdiffrec --only 3       # LT-DiffRec, w_min 0.4 (TGRID)
-    python benchmarks/diffrec_sweep.py --only 0 --seeds 1 2 --sampler-rng own
+    python research/diffrec_sweep.py                  # every DiffRec config in GRID, seed 1
+    python research/diffrec_sweep.py --only 0 3 --seeds 1 2 3
+    python research/diffrec_sweep.py --family ldiffrec --only 0 1   # L-DiffRec variants (LGRID)
+    python research/diffrec_sweep.py --family tdiffrec --seeds 1 2 3   # T-DiffRec's w_min (TGRID)
+    python research/diffrec_sweep.py --family ltdiffrec --only 3       # LT-DiffRec, w_min 0.4 (TGRID)
+    python research/diffrec_sweep.py --only 0 --seeds 1 2 --sampler-rng own
 
 The paper searched noise scale, noise bounds, T, the learning rate and the MLP size and reports one best
 setting (for T-DiffRec only a range: w_min 0.1 to 0.5, w_max = 1); this script re-runs that search
@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "benchmarks"))   # the recipes and reproduce.py
 
 from recipes.diffrec import DIFFREC, load  # noqa: E402
 from recipes.ldiffrec import LIGHTGCN  # noqa: E402
-from reproduce import processor, torch_version  # noqa: E402
+from reproduce import default_data_dir, processor, torch_version  # noqa: E402
 
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
@@ -161,7 +161,7 @@ def main(argv=None):
     p.add_argument("--family", choices=["diffrec", "ldiffrec", "tdiffrec", "ltdiffrec"], default="diffrec")
     p.add_argument("--only", type=int, nargs="*", help="indices into GRID / LGRID / TGRID (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
+    p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--device", default="auto")
     p.add_argument("--sampler-rng", choices=["shared", "own"], default="shared",
                    help="the step sampler's generator: the global one (the library's way) or its own")

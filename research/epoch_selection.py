@@ -1,7 +1,7 @@
 """How much does picking the epoch on *test* inflate a figure? (DiffRec family, ml-1m_clean)
 
-    python benchmarks/epoch_selection.py diffrec --seeds 1 2 3 4 5
-    python benchmarks/epoch_selection.py ldiffrec --seeds 1 2 3
+    python research/epoch_selection.py diffrec --seeds 1 2 3 4 5
+    python research/epoch_selection.py ldiffrec --seeds 1 2 3
 
 Trains the recipe of ``reproduce.py`` for DiffRec, T-DiffRec or L-DiffRec (same settings,
 same protocol: validate every 5 epochs, stop after 20 epochs without improvement) but scores
@@ -27,10 +27,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "benchmarks"))   # the recipes and reproduce.py
 
 from recipes.diffrec import DIFFREC, EPOCHS, SYNTHETIC_DIFFREC, load  # noqa: E402
 from recipes.ldiffrec import SYNTHETIC_LR, W_MAX, W_MIN, item_clusters  # noqa: E402
+from reproduce import default_data_dir  # noqa: E402
 
 from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
 from tutorial_lib.models.ldiffrec import LDiffRec  # noqa: E402
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", choices=("diffrec", "tdiffrec", "ldiffrec"))
     p.add_argument("--dataset", default="ml-1m_clean", choices=("ml-1m_clean", "synthetic"))
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "datasets"))
+    p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--epochs", type=int, default=None, help="cap (default: the recipe's 1000)")
     p.add_argument("--device", default="auto")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One short GPU check of every model family, sized for a 10-minute device slot.
-#   bash benchmarks/gpu_check_all.sh [DATA_DIR] [LOG_DIR]
+#   bash research/gpu_check_all.sh [DATA_DIR] [LOG_DIR]
 # DATA_DIR holds ml-1m_clean/ and amazon_beauty/ (default gpu_data). Each step has its own
 # timeout so one slow step cannot eat the others; every JSON line goes to LOG_DIR/gpu.jsonl.
 set -uo pipefail
@@ -32,7 +32,7 @@ step 90  diffrec    "$PY" $R diffrec $ML --seed 1
 step 45  multivae   "$PY" $R multivae $ML
 step 60  tdiffrec   "$PY" $R tdiffrec $ML --epochs 40
 step 60  ldiffrec   "$PY" $R ldiffrec $ML --epochs 40
-step 30  scaling    "$PY" benchmarks/ldiffrec_scaling.py --items 100000 --device cuda
+step 30  scaling    "$PY" research/ldiffrec_scaling.py --items 100000 --device cuda
 step 40  speed_diffurec "$PY" benchmarks/recipes/sequential.py speed diffurec --data-dir "$DATA_DIR" --device cuda --batches 30 --chunk-size 128
 step 45  sasrec     "$PY" $R sasrec $BE --epochs 30
 step 100 diffurec   "$PY" $R diffurec $BE --epochs 20

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check for DiffuRec and SASRec on Amazon Beauty (the paper's settings), < 3.5 min on an H100.
-#   bash benchmarks/gpu_check_sequential.sh [DATA_DIR]   (default gpu_data; holds amazon_beauty/dataset.pkl)
+#   bash research/gpu_check_sequential.sh [DATA_DIR]   (default gpu_data; holds amazon_beauty/dataset.pkl)
 # Prints JSON lines: the environment; seconds per training batch / epoch of each model (timed
 # batches, extrapolated, labelled so); then short trainings (the epochs that fit in ~2 minutes)
 # with test HR/NDCG @5/10/20 x100 under both protocols.

@@ -4,9 +4,9 @@
 # state folder, which this script refreshes after the piece: a second call on the same (still
 # warm) device machine resumes every job without carrying its checkpoint again.
 #
-#   bash benchmarks/gpu_diffurec_parallel.sh DATA_DIR OUT SECONDS JOB [JOB ...]
+#   bash research/gpu_diffurec_parallel.sh DATA_DIR OUT SECONDS JOB [JOB ...]
 #     JOB   NAME:STATE_DIR[:EXTRA], EXTRA's words joined by commas, e.g.
-#           release:build/jobs/release:--release-padding   control:build/jobs/control:--seed,2
+#           main:build/jobs/main:--seed,1   control:build/jobs/control:--seed,2
 #
 # OUT receives logs.tar.gz (each job's per-epoch log and JSON line, as NAME/diffurec.{log,json})
 # and, for the jobs named in RETURN_PARTS (space-separated), NAME.diffurec.pt.part-* (the device
@@ -29,7 +29,7 @@ for job in "$@"; do
   fi
   (
     OMP_NUM_THREADS="${THREADS_PER_JOB:-4}" CKPT="$JOBS/$name/diffurec.pt" EXTRA="${extra//,/ }" \
-      bash benchmarks/gpu_diffurec_pieces.sh "$DATA_DIR" "$state" "$JOBS/$name" "$SECONDS_LIMIT" \
+      bash research/gpu_diffurec_pieces.sh "$DATA_DIR" "$state" "$JOBS/$name" "$SECONDS_LIMIT" \
       > "$JOBS/$name/driver.log" 2>&1
     status=$?
     if compgen -G "$JOBS/$name/diffurec.pt.part-*" > /dev/null; then

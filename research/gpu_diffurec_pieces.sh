@@ -3,7 +3,7 @@
 # 10-minute device calls: each call resumes the checkpoint, trains for SECONDS, pauses, and
 # leaves the checkpoint (split into parts of 15 MB, the device's 16 MiB per-file limit) in OUT.
 #
-#   bash benchmarks/gpu_diffurec_pieces.sh DATA_DIR STATE_DIR OUT SECONDS
+#   bash research/gpu_diffurec_pieces.sh DATA_DIR STATE_DIR OUT SECONDS
 #     DATA_DIR   holds amazon_beauty/dataset.pkl (e.g. gpu_data, carried)
 #     STATE_DIR  the parts of the previous piece (e.g. build/diffurec_state, carried); may be empty
 #     OUT        where the new parts and the JSON line go ($OUT on the device machine)
@@ -12,8 +12,9 @@
 # Between calls copy OUT's diffurec.pt.part-* into STATE_DIR. OUT/diffurec.log has a line per
 # epoch; the JSON line (OUT/diffurec.json) says "paused": true until the run has finished (early
 # stopping or 500 epochs); its metrics are those of the best validation epoch so far.
-# DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU. EXTRA=--release-padding runs the padding
-# ablation (RESULTS.md) instead: give it its own, empty STATE_DIR to start from epoch 0.
+# DEVICE=cpu EXTRA=--fast tries the mechanics on a CPU; EXTRA passes any other reproduce.py
+# options (e.g. --seed 2; a run with other options needs its own, empty STATE_DIR). The recorded
+# release-padding runs (LOG.md) used the ablation that research/ablations.py now holds.
 #
 # A run begun on a CPU continues here: its checkpoint is device-neutral (CPU tensors, the lr
 # decay follows the epoch count), so split it into STATE_DIR first, e.g.

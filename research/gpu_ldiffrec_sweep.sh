@@ -2,7 +2,7 @@
 # L-DiffRec's validation sweep (diffrec_sweep.py --family ldiffrec) as parallel jobs on one GPU,
 # sized for one device call: jobs run in the order given, WORKERS at a time, until SECONDS_LIMIT.
 #
-#   bash benchmarks/gpu_ldiffrec_sweep.sh DATA_DIR OUT WORKERS SECONDS_LIMIT JOB [JOB ...]
+#   bash research/gpu_ldiffrec_sweep.sh DATA_DIR OUT WORKERS SECONDS_LIMIT JOB [JOB ...]
 #     JOB   INDEX:SEED, an LGRID index and a seed, e.g. 2:1 1:1 7:1 2:2
 #
 # OUT receives sweep.jsonl (one JSON line per finished run, as diffrec_sweep.py prints it, plus a
@@ -21,7 +21,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_T
 
 one_job() {  # one_job INDEX:SEED
   local index=${1%%:*} seed=${1##*:}
-  "$PY" benchmarks/diffrec_sweep.py --family ldiffrec --only "$index" --seeds "$seed" \
+  "$PY" research/diffrec_sweep.py --family ldiffrec --only "$index" --seeds "$seed" \
     --data-dir "$DATA_DIR" --device "${DEVICE:-cuda}" >> "$OUT/sweep.jsonl" 2> >(sed "s/^/$1 /" >> "$OUT/errors.log")
 }
 export -f one_job

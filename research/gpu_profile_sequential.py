@@ -1,6 +1,6 @@
 """Where does a DiffuRec training batch spend its time on a GPU? (a device check)
 
-    python benchmarks/gpu_profile_sequential.py --data-dir gpu_data --out build
+    python research/gpu_profile_sequential.py --data-dir gpu_data --out build
 
 Times training batches at the paper's settings with and without length chunks and bf16
 autocast, then profiles a few batches with torch.profiler and prints the top operators.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))   # the recipes
 from recipes.sequential import DIFFUREC, DIFFUREC_TRAIN, time_batches  # noqa: E402
 
 from tutorial_lib.data import load_diffurec_pkl  # noqa: E402

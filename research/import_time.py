@@ -1,6 +1,6 @@
 """How long `import tutorial_lib` (and its core modules) takes in a fresh interpreter.
 
-    python benchmarks/import_time.py        # prints one JSON line; goal: under 2 s on 2 cores
+    python research/import_time.py        # prints one JSON line; goal: under 2 s on 2 cores
 """
 import json
 import subprocess

@@ -1,7 +1,7 @@
 """How DiffRec and L-DiffRec grow with the number of items: parameters and peak memory.
 
-    python benchmarks/ldiffrec_scaling.py                         # 1k, 10k, 100k items, CPU
-    python benchmarks/ldiffrec_scaling.py --items 100000 --device cuda
+    python research/ldiffrec_scaling.py                         # 1k, 10k, 100k items, CPU
+    python research/ldiffrec_scaling.py --items 100000 --device cuda
 
 For each item count I, one training step (forward + backward, no optimizer state) of a
 batch of synthetic users (``--batch-size`` rows with ``--clicks`` random clicks each, a

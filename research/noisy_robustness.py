@@ -1,7 +1,7 @@
 """DiffRec vs Mult-VAE (and EASE) as false-positive clicks are injected into the training data.
 
-    python benchmarks/noisy_robustness.py                       # noise 0, 0.1, 0.2, 0.4
-    python benchmarks/noisy_robustness.py --noise 0 0.3 --seeds 0 1 --device cuda
+    python research/noisy_robustness.py                       # noise 0, 0.1, 0.2, 0.4
+    python research/noisy_robustness.py --noise 0 0.3 --seeds 0 1 --device cuda
 
 The synthetic world (tutorial_lib.synthetic.make_synthetic) adds ``noise_frac`` of each user's
 training clicks as false positives: popular items outside the user's interest clusters.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))   # the recipes
 
 from recipes.diffrec import (LAMBDAS, MULTIVAE_TRAIN, SYNTHETIC_DIFFREC,  # noqa: E402
                              SYNTHETIC_MULTIVAE)
