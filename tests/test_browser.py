@@ -17,15 +17,15 @@ weights, 06's reverse steps, 07's inference steps): run all, no widget error and
 traceback anywhere, and moving the named slider redraws the explorer's figure
 (screenshots ``build/browser_NN_*.png``).
 
-Needs Debian's ``/usr/bin/chromium`` and Playwright's Python package: skipped with the
-reason when either is missing, a failure under CI (env ``CI`` set).
+Needs a Chromium (Playwright's own, else the system's: ``tests/chromium.py``; ``make browser``
+gets one) and Playwright's Python package: skipped with the reason when either is missing, a
+failure under CI (env ``CI`` set).
 """
 from __future__ import annotations
 
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from chromium import SYSTEM_CANDIDATES, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "03_diffrec.ipynb"
 SCREENSHOT = REPO / "build" / "browser_03_diffrec.png"
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 RUN_TIMEOUT_MS = 240_000        # run-all of the notebook: a hang guard, not a speed goal
@@ -131,8 +131,8 @@ def _settled_image(page, timeout_s: float = 60.0) -> str:
 
 def _need_browser():
     """Playwright's sync API, or skip (fail under CI) when it or Chromium is missing."""
-    if not CHROMIUM.exists():
-        _missing(f"chromium not found at {CHROMIUM}")
+    if find_chromium() is None:
+        _missing(f"chromium not found: neither Playwright's nor the system's ({SYSTEM_CANDIDATES[0]})")
     try:
         from playwright import sync_api
     except ImportError:
@@ -142,7 +142,7 @@ def _need_browser():
 
 def _open_and_run_all(pw, port: int, token: str, name: str):
     """Open notebook ``name`` in JupyterLab, run all cells, wait until none is running."""
-    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    browser = pw.chromium.launch(executable_path=str(find_chromium()), args=CHROMIUM_ARGS, headless=True)
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
     page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
