@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))   # the recipes
 from recipes.sequential import DIFFUREC, DIFFUREC_TRAIN, time_batches  # noqa: E402
 
-from tutorial_lib.data import load_diffurec_pkl  # noqa: E402
+from tutorial_lib.datasets import load_diffurec_pkl  # noqa: E402
 from tutorial_lib.models.diffurec import DiffuRec  # noqa: E402
 from tutorial_lib.train import to_device  # noqa: E402
 

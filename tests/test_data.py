@@ -1,148 +1,16 @@
-"""tutorial_lib.data: loaders on the real data, splits by hand, fetch()."""
+"""tutorial_lib.data: the container, user-id checks, splits by hand, from_dataframe and its columns."""
 from __future__ import annotations
-
-import hashlib
-import io
-import os
-import pickle
-import urllib.error
-import urllib.request
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 
 from tutorial_lib import data as D
 
 
-# ---------------------------------------------------------------- real data (conftest's fixtures)
-
-@pytest.fixture(scope="module")
-def ml1m(ml1m_dir):
-    return D.load_diffrec_npy(ml1m_dir)
-
-
-@pytest.fixture(scope="module")
-def beauty(beauty_pkl):
-    return D.load_diffurec_pkl(beauty_pkl)
-
-
-def test_ml1m_clean_counts(ml1m):
-    assert (ml1m.n_users, ml1m.n_items) == (5949, 2810)
-    assert (ml1m.train.nnz, ml1m.valid.nnz, ml1m.test.nnz) == (403_277, 110_722, 57_532)
-    assert ml1m.train.dtype == np.float32 and set(np.unique(ml1m.train.data)) == {1.0}
-    assert ml1m.summary()["n_train"] == 403_277
-    assert "5,949 users x 2,810 items" in repr(ml1m)
-
-
-def test_ml1m_sequences_follow_row_order(ml1m, ml1m_dir):
-    rows = np.load(ml1m_dir / "train_list.npy", allow_pickle=False)
-    for u in (0, 1, 2500, 5948):
-        np.testing.assert_array_equal(ml1m.sequences[u], rows[rows[:, 0] == u, 1])
-    assert sum(map(len, ml1m.sequences)) == 403_277
-    np.testing.assert_array_equal(np.sort(ml1m.sequences[7]), ml1m.train[7].indices)
-
-
-def test_beauty_counts_and_shift(beauty):
-    assert (beauty.n_users, beauty.n_items) == (22_363, 12_101)
-    total = sum(map(len, beauty.sequences)) + beauty.valid.nnz + beauty.test.nnz
-    assert total == 198_502
-    assert beauty.valid.nnz == beauty.test.nnz == 22_363          # one item each (leave-one-out)
-    # user 0 is [1, 2, 3] / [4] / [5] in the pickle (1-based items)
-    np.testing.assert_array_equal(beauty.sequences[0], [0, 1, 2])
-    assert beauty.valid[0].indices.tolist() == [3] and beauty.test[0].indices.tolist() == [4]
-    assert beauty.item_map[1] == 0 and len(beauty.item_map) == 12_101
-
-
-# ---------------------------------------------------------------- pickles
-
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_restricted_unpickler_blocks_code(tmp_path):
-    marker = tmp_path / "ran"
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps({"train": {0: [1]}, "val": {0: [2]}, "test": {0: _Evil(marker)}}))
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load global \w+\.system"):
-        D.load_diffurec_pkl(path)
-    assert not marker.exists()
-
-
-def test_diffurec_pkl_by_hand(tmp_path):
-    raw = {"train": {0: [3, 1], 1: [2]}, "val": {0: [2], 1: [3]}, "test": {0: [4], 1: [1]},
-           "umap": {"alice": 0, "bob": 1}, "smap": {"x": 1, "y": 2, "z": 3, "w": 4, "v": 5}}
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps(raw))
-    d = D.load_diffurec_pkl(path)
-    assert (d.n_users, d.n_items) == (2, 5)                       # smap reaches 5
-    np.testing.assert_array_equal(d.train.toarray(), [[1, 0, 1, 0, 0], [0, 1, 0, 0, 0]])
-    np.testing.assert_array_equal(d.valid.toarray(), [[0, 1, 0, 0, 0], [0, 0, 1, 0, 0]])
-    np.testing.assert_array_equal(d.test.toarray(), [[0, 0, 0, 1, 0], [1, 0, 0, 0, 0]])
-    assert [s.tolist() for s in d.sequences] == [[2, 0], [1]]
-    assert d.user_map == {"alice": 0, "bob": 1} and d.item_map["v"] == 4
-
-
-def test_diffurec_pkl_rejects_padding_item(tmp_path):
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps({"train": {0: [0, 1]}, "val": {0: [2]}, "test": {0: [3]}}))
-    with pytest.raises(ValueError, match="padding"):
-        D.load_diffurec_pkl(path)
-
-
-@pytest.mark.parametrize("change, match", [
-    ({"train": {0: [1.7, 2]}}, "item ids must be integers"),       # np.fromiter would truncate 1.7 to 1
-    ({"train": {0: ["1", "2"]}}, "item ids must be integers"),
-    ({"smap": ["x", "y"]}, "'smap' must be a dict"),
-])
-def test_diffurec_pkl_rejects_bad_ids(tmp_path, change, match):
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps({"train": {0: [1, 2]}, "val": {0: [3]}, "test": {0: [4]}, **change}))
-    with pytest.raises(ValueError, match=match):
-        D.load_diffurec_pkl(path)
-
-
-def test_diffurec_pkl_keeps_the_user_map_when_umap_names_a_filtered_user(tmp_path):
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps({"train": {0: [1], 1: [2]}, "val": {0: [2], 1: [1]}, "test": {0: [1], 1: [2]},
-                                   "umap": {"u0": 0, "u1": 1, "gone": 2}}))
-    assert D.load_diffurec_pkl(path).user_map == {"u0": 0, "u1": 1}
-    path.write_bytes(pickle.dumps({"train": {0: [1]}, "val": {0: [2]}, "test": {0: [1]}, "umap": {}}))
-    assert D.load_diffurec_pkl(path).user_map is None
-
-
-# ---------------------------------------------------------------- bad input
-
-def _save_npy(folder, train, valid=None, test=None):
-    folder.mkdir(exist_ok=True)
-    for split, rows in (("train", train), ("valid", valid), ("test", test)):
-        rows = np.array([[0, 0]]) if rows is None else rows
-        np.save(folder / f"{split}_list.npy", rows)
-    return folder
-
-
-@pytest.mark.parametrize("rows, message", [
-    (np.array([[0, 1], [-1, 2]]), "negative ids"),
-    (np.array([[0, 1, 2]]), r"\(n, 2\) array"),
-    (np.array([[0.0, np.nan]]), "NaN"),
-    (np.zeros((0, 2), dtype=np.int64), "empty"),
-])
-def test_npy_bad_input(tmp_path, rows, message):
-    with pytest.raises(ValueError, match=message):
-        D.load_diffrec_npy(_save_npy(tmp_path / "d", rows))
-
-
-def test_npy_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_list.npy"):
-        D.load_diffrec_npy(tmp_path)
-
+# ---------------------------------------------------------------- the container
 
 def test_interaction_data_validation():
     a = sp.csr_matrix(np.eye(3))
@@ -270,157 +138,7 @@ def test_threshold_duplicates_and_k_core():
         D.from_dataframe(df, k_core=0)
 
 
-def test_load_csv_and_recbole(tmp_path, log):
-    log.to_csv(tmp_path / "log.csv", index=False)
-    d = D.load_csv(tmp_path / "log.csv", split="loo")
-    assert d.name == "log" and _pairs(d.test) == {(0, 4), (1, 0)}
-    inter = tmp_path / "toy.inter"
-    inter.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                     "007\t10\t5\t1\n007\t11\t3\t2\n007\t12\t4\t3\n8\t10\t5\t1\n")
-    d = D.load_recbole_inter(inter, threshold=4, split="temporal", valid_frac=0, test_frac=0.34)
-    assert d.user_map == {"007": 0, "8": 1} and d.item_map == {"10": 0, "12": 1}
-    assert _pairs(d.test) == {(0, 1)} and _pairs(d.train) == {(0, 0), (1, 0)}
-
-
-def test_load_movielens_1m_reads_double_colons(tmp_path):
-    folder = tmp_path / "ml-1m"
-    folder.mkdir()
-    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n"
-                                        "1::914::4::978301968\n2::1193::4::978298413\n")
-    with pytest.raises(FileNotFoundError, match="fetch"):
-        D.load_movielens_1m(tmp_path / "nowhere")
-    d = D.load_movielens_1m(tmp_path, valid_frac=0, test_frac=0)
-    assert d.item_map == {914: 0, 1193: 1} and d.train.nnz == 3
-    assert d.sequences[0].tolist() == [1, 0]                         # 1193 before 914 in time
-
-
-# ---------------------------------------------------------------- fetch
-
-def _fake_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("toy/ratings.dat", "1::2::5::10\n")
-    return buffer.getvalue()
-
-
-def _serve(monkeypatch, name: str, payload: bytes, filename: str, folder: str):
-    """REGISTRY[name] -> a download of ``payload`` (no network); returns (source, urls asked for)."""
-    calls = []
-
-    def urlopen(url, timeout=None):
-        calls.append(url)
-        return io.BytesIO(payload)
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    source = D.DataSource(f"https://example.org/{filename}", hashlib.sha256(payload).hexdigest(), filename, folder)
-    monkeypatch.setitem(D.REGISTRY, name, source)
-    return source, calls
-
-
-@pytest.fixture
-def fake_source(monkeypatch):
-    return _serve(monkeypatch, "toy", _fake_zip(), "toy.zip", "toy")
-
-
-def test_fetch_verifies_and_extracts(tmp_path, fake_source):
-    _, calls = fake_source
-    folder = D.fetch("toy", root=tmp_path)
-    assert folder == tmp_path / "toy" and (folder / "ratings.dat").read_text() == "1::2::5::10\n"
-    assert D.fetch("toy", root=tmp_path) == folder and len(calls) == 1    # cached, not downloaded again
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy", "toy.zip"]
-
-
-def test_fetch_interrupted_extraction_leaves_no_half_folder(tmp_path, fake_source, monkeypatch):
-    real = zipfile.ZipFile.extractall
-
-    def interrupted(self, path=None, *args, **kwargs):
-        (Path(path) / "toy").mkdir()
-        (Path(path) / "toy" / "partial").write_text("half")
-        raise KeyboardInterrupt
-    monkeypatch.setattr(zipfile.ZipFile, "extractall", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        D.fetch("toy", root=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.zip"]      # the verified archive only
-    monkeypatch.setattr(zipfile.ZipFile, "extractall", real)
-    folder = D.fetch("toy", root=tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["ratings.dat"]
-
-
-@pytest.mark.parametrize("fixture, name", [("fake_source", "toy"), ("fake_file_source", "toy_seq")])
-def test_fetch_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, request, fixture, name):
-    # a zip, or a plain file whose folder fetch made: neither is left behind
-    source, _ = request.getfixturevalue(fixture)
-    monkeypatch.setitem(D.REGISTRY, name, source._replace(sha256="0" * 64))
-    with pytest.raises(D.ChecksumError, match="SHA-256"):
-        D.fetch(name, root=tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_fetch_rejects_corrupt_cache(tmp_path, fake_source):
-    (tmp_path / "toy.zip").write_bytes(b"not the archive")
-    with pytest.raises(D.ChecksumError, match="force=True"):
-        D.fetch("toy", root=tmp_path)
-
-
-def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
-    def offline(url, timeout=None):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(ConnectionError, match=r"by hand.*ml-1m\.zip"):
-        D.fetch("ml-1m", root=tmp_path)
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match="unknown dataset"):
-        D.fetch("ml-3m", root=tmp_path)
-
-
-@pytest.fixture
-def fake_file_source(monkeypatch):
-    # a release that is one plain file (DiffuRec's dataset.pkl), not a zip
-    payload = pickle.dumps({"train": {1: [1, 2]}, "val": {1: [3]}, "test": {1: [2]}})
-    return _serve(monkeypatch, "toy_seq", payload, "dataset.pkl", "toy_seq")
-
-
-def test_fetch_puts_a_plain_file_in_its_folder(tmp_path, fake_file_source):
-    source, calls = fake_file_source
-    folder = D.fetch("toy_seq", root=tmp_path)
-    assert folder == tmp_path / "toy_seq" and sorted(p.name for p in folder.iterdir()) == ["dataset.pkl"]
-    assert D.fetch("toy_seq", root=tmp_path) == folder and len(calls) == 1    # cached
-    assert D.load_diffurec_pkl(folder / "dataset.pkl").n_users == 1
-    D.REGISTRY["toy_seq"] = source._replace(sha256="0" * 64)      # the fixture's setitem restores it
-    with pytest.raises(D.ChecksumError, match="force=True"):       # a cache that no longer matches
-        D.fetch("toy_seq", root=tmp_path)
-
-
-def test_registry_checksum_of_beauty_is_the_copy_our_figures_used(beauty_pkl):
-    path = beauty_pkl
-    source = D.REGISTRY["amazon_beauty"]
-    assert D._sha256(path) == source.sha256 and path.stat().st_size == source.size
-
-
-def test_registry_records_sha256():
-    assert all(len(s.sha256) == 64 and s.url.startswith("https://") for s in D.REGISTRY.values())
-
-
-# ---------------------------------------------------------------- ids kept apart, typos caught
-
-def test_diffurec_pkl_without_umap_maps_renumbered_users(tmp_path):
-    path = tmp_path / "dataset.pkl"
-    path.write_bytes(pickle.dumps({"train": {1: [1, 2], 2: [3], 5: [2]}, "val": {1: [3], 2: [1], 5: [1]},
-                                   "test": {1: [1], 2: [2], 5: [3]}}))
-    d = D.load_diffurec_pkl(path)          # users 1, 2, 5 become rows 0, 1, 2: say so
-    assert d.user_map == {1: 0, 2: 1, 5: 2}
-    assert d.train[d.user_map[5]].indices.tolist() == [1]
-
-
-def test_load_csv_keeps_ids_that_read_as_the_same_number_apart(tmp_path):
-    (tmp_path / "log.csv").write_text("userID,itemID,timestamp\n007,0042,1\n7,42,2\n007,0043,3\n")
-    d = D.load_csv(tmp_path / "log.csv", valid_frac=0, test_frac=0)
-    assert (d.n_users, d.n_items, d.train.nnz) == (2, 3, 3)
-    assert set(d.user_map) == {"007", "7"} and set(d.item_map) == {"0042", "42", "0043"}
-    (tmp_path / "plain.csv").write_text("userID,itemID,timestamp\n10,3,1\n9,3,2\n")
-    assert D.load_csv(tmp_path / "plain.csv", valid_frac=0, test_frac=0).user_map == {9: 0, 10: 1}
-
+# ---------------------------------------------------------------- typos caught
 
 def test_a_misspelled_time_column_is_an_error():
     df = pd.DataFrame({"userID": [0, 0, 0], "itemID": [2, 1, 0], "ts": [3, 2, 1]})
@@ -443,3 +161,91 @@ def test_group_by_user_rejects_ids_beyond_n_users():
     assert [a.tolist() for a in D.group_by_user(np.array([1, 0, 1]), np.array([7, 8, 9]), 2)] == [[8], [7, 9]]
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         D.group_by_user(np.array([0, 3]), np.array([7, 8]), 2)
+
+
+def test_user_ids_takes_one_id_lists_arrays_and_tensors_and_refuses_the_rest():
+    assert D.user_ids(3, 5).tolist() == [3]
+    ids = D.user_ids(torch.tensor([0, 4]), 5)
+    assert ids.dtype == np.int64 and ids.tolist() == [0, 4]
+    for bad in ([5], [-1]):                               # -1 would silently pick the last user
+        with pytest.raises(ValueError, match=r"out of range: ids must lie in \[0, 5\)"):
+            D.user_ids(bad, 5)
+    with pytest.raises(ValueError, match="flatnonzero"):
+        D.user_ids(np.array([True, False]), 5)
+    with pytest.raises(ValueError, match="integer ids"):
+        D.user_ids([0.5], 5)
+
+
+# ---------------------------------------------------------------- usual column names, default split
+
+def _timed_log(n_users=30, per_user=10, seed=0):
+    """Each user clicks ``per_user`` distinct items at shuffled times; columns user_id, item_id, timestamp."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"u{u}", f"i{i}", int(t)) for u in range(n_users)
+            for i, t in zip(rng.choice(50, per_user, replace=False), rng.permutation(1000)[:per_user])]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def _split_by_time(d) -> bool:
+    """True when, for every user, each valid / test item came after every train item."""
+    times = {}
+    log = _timed_log()
+    for u, i, t in log.itertuples(index=False):
+        times[d.user_map[u], d.item_map[i]] = t
+    for u in range(d.n_users):
+        last_train = max(times[u, i] for i in d.train[u].indices)
+        held_out = [times[u, i] for m in (d.valid, d.test) for i in m[u].indices]
+        if held_out and min(held_out) < last_train:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("user, item, time", [
+    ("user_id", "item_id", "timestamp"), ("userID", "itemID", "timestamp"), ("user", "item", "time"),
+    ("userId", "movieId", "timestamp"), ("USER_ID", "Item_Id", "TimeStamp")])
+def test_usual_column_names_are_found_and_named(log, capsys, user, item, time):
+    df = log.rename(columns={"userID": user, "itemID": item, "timestamp": time})
+    d = D.from_dataframe(df, valid_frac=0.2, test_frac=0.2)
+    said = capsys.readouterr().out
+    assert f"user {user!r}, item {item!r}, time {time!r}; split 'temporal'" in said
+    assert _pairs(d.test) == {(0, 4), (1, 0)} and _pairs(d.valid) == {(0, 3), (1, 4)}   # by time, as by hand
+
+
+def test_with_times_the_default_split_is_by_time_and_split_overrides_it(capsys):
+    log = _timed_log()
+    by_default, temporal = D.from_dataframe(log), D.from_dataframe(log, split="temporal")
+    assert _split_by_time(by_default)
+    for m in ("train", "valid", "test"):
+        assert (getattr(by_default, m) != getattr(temporal, m)).nnz == 0
+    assert "split 'temporal' (per user by time)" in capsys.readouterr().out
+    at_random = D.from_dataframe(log, split="random")
+    assert not _split_by_time(at_random) and at_random.timestamps is not None
+    ignored = D.from_dataframe(log, time_col=False)                  # times ignored: random split
+    assert ignored.timestamps is None and not _split_by_time(ignored)
+    assert "split 'random' (at random)" in capsys.readouterr().out
+    untimed = D.from_dataframe(log.drop(columns="timestamp"))
+    assert untimed.timestamps is None and "split 'random'" in capsys.readouterr().out
+
+
+def test_nothing_is_printed_when_every_column_and_the_split_are_given(log, capsys):
+    D.from_dataframe(log, user_col="userID", item_col="itemID", time_col="timestamp", split="loo")
+    assert capsys.readouterr().out == ""
+    D.from_dataframe(log, user_col="userID", item_col="itemID", time_col="timestamp")
+    assert capsys.readouterr().out.startswith("columns: as given; split 'temporal'")
+
+
+def test_column_names_that_cannot_be_resolved_are_clear_errors(log, capsys):
+    with pytest.raises(ValueError, match=r"\['userID', 'user'\] could all be the user column: pass user_col"):
+        D.from_dataframe(log.assign(user=log.userID))
+    d = D.from_dataframe(log.assign(user=log.userID), user_col="user")       # resolved by naming it
+    assert d.n_users == 3
+    with pytest.raises(ValueError, match=r"no item column among \['userID', 'thing'.*item_col"):
+        D.from_dataframe(log.rename(columns={"itemID": "thing"}))
+    with pytest.raises(ValueError, match="no rating column"):
+        D.from_dataframe(log, threshold=4)
+    with pytest.raises(ValueError, match="split='loo' orders interactions by time.*time_col"):
+        D.from_dataframe(log.drop(columns="timestamp"), split="loo")
+    rated = log.assign(Rating=[5, 1, 5, 5, 5, 5, 5, 5, 5, 5])        # b rated i1 low
+    capsys.readouterr()
+    d = D.from_dataframe(rated, threshold=4)
+    assert d.train.nnz + d.valid.nnz + d.test.nnz == 9 and "rating 'Rating'" in capsys.readouterr().out

@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from tutorial_lib.data import InteractionData, load_diffrec_npy
+from tutorial_lib.data import InteractionData
+from tutorial_lib.datasets import load_diffrec_npy
 from tutorial_lib.metrics import MetricAccumulator, evaluate, evaluate_both, metric_names, topk_metrics
 
 # 3 users x 5 items. Rankings (ties -> lower item index first):

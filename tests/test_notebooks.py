@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_lib.notebook import execute, load_course_data, read_notebook, record_bundle
+from tutorial_lib.datasets import load_course_data
+from tutorial_lib.notebook import execute, read_notebook, record_bundle
 from tutorial_lib.notebook import main as notebook_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -61,3 +61,12 @@ def test_import_is_lazy():
             "if m in sys.modules]; tl.schedules; print(heavy, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[] True"                 # nothing heavy at import, torch once schedules is used
+
+
+def test_the_library_reads_no_folder_beside_the_repository():
+    # the installed package finds data through an argument or TUTORIAL_DATA_DIR, never through
+    # a path relative to its own source folder (such as ../shared/datasets)
+    hits = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "tutorial_lib").rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"shared/datasets|[\"']shared[\"']|parents\[[1-9]\]|\.\./", line)]
+    assert not hits, hits

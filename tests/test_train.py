@@ -10,7 +10,8 @@ import torch
 
 from tutorial_lib.data import InteractionData
 from tutorial_lib.metrics import evaluate
-from tutorial_lib.train import History, fit, to_device
+from tutorial_lib.train import History, fit
+from tutorial_lib.utils import to_device
 
 N_USERS, N_ITEMS, N_GROUPS = 80, 100, 4
 
@@ -196,8 +197,8 @@ def test_an_interrupted_fit_keeps_the_best_weights_and_the_history(blocks, tmp_p
 
 
 def test_a_second_stop_while_restoring_still_raises_the_first_with_its_history(blocks, monkeypatch):
-    # restoring the best weights waits for a widget's redraw (MODELS_LOCK); a second press of the
-    # stop button meanwhile must not replace the first interrupt, which carries the History
+    # a second press of the stop button while the best weights are restored must not replace
+    # the first interrupt, which carries the History
     import tutorial_lib.train as train
 
     def second_stop(model, best_state):
@@ -323,11 +324,15 @@ def test_test_split_evaluated_only_when_validation_improves(blocks):
     assert history.best_test == history.test[-1][1]
 
 
-def test_log_every_prints_a_line_per_period(blocks, capsys):
-    fit(new_model(), blocks, epochs=4, log_every=2, **FAST)
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+def test_progress_as_a_number_prints_a_line_per_period_and_no_bar(blocks, capsys):
+    fit(new_model(), blocks, epochs=4, **FAST | {"progress": 2})
+    said = capsys.readouterr()
+    lines = [ln for ln in said.out.splitlines() if ln.startswith("epoch")]
     assert [ln.split()[1] for ln in lines] == ["2", "4"] and "recall@10" in lines[0]
     assert all(ln.split()[2] == "train" and float(ln.split()[3]) >= 0 and ln.split()[4] == "s" for ln in lines)
+    assert "epochs:" not in said.err                                   # no tqdm bar
+    fit(new_model(), blocks, epochs=2, **FAST | {"progress": True})
+    assert "epochs:" in capsys.readouterr().err
 
 
 def test_optimizer_choices(blocks):
@@ -389,11 +394,11 @@ def test_nan_loss_is_reported(blocks):
 
 
 def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
-    from tutorial_lib import train as T
+    from tutorial_lib import checkpoint
     path = tmp_path / "c.pt"
     old_umask = os.umask(0o022)
     try:
-        T._save(path, {"epoch": 1})
+        checkpoint.save(path, {"epoch": 1})
     finally:
         os.umask(old_umask)
     assert path.stat().st_mode & 0o777 == 0o644          # as open() makes it, not mkstemp's 0o600
@@ -401,9 +406,9 @@ def test_a_failed_checkpoint_write_keeps_the_old_file_and_leaves_no_temporary(tm
     def full_disk(obj, f):
         f.write(b"partial")
         raise OSError("No space left on device")
-    monkeypatch.setattr(T.torch, "save", full_disk)
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
     with pytest.raises(OSError, match="No space"):
-        T._save(path, {"epoch": 2})
+        checkpoint.save(path, {"epoch": 2})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert torch.load(path, weights_only=True) == {"epoch": 1}
 
@@ -520,40 +525,3 @@ def test_a_patience_stop_at_the_last_epoch_is_not_an_early_stop(blocks, tmp_path
     h = fit(new_model(), blocks, epochs=6, lr=0.0, patience=3, checkpoint=tmp_path / "ck.pt",
             resume=True, **FAST)
     assert h.epochs == 5 and h.stopped_early                            # so a larger epochs trains on
-
-
-def test_an_explorer_on_another_thread_never_switches_a_training_step_to_eval_mode(blocks):
-    # JupyterLab >= 4.4 with ipykernel >= 7 can run a widget callback on a subshell thread while a
-    # cell trains; the callback's eval_mode must wait for the step, not turn dropout off inside it.
-    import threading
-    import time
-
-    from tutorial_lib.utils import eval_mode
-
-    model = new_model()
-    modes, loss = [], model.loss
-
-    def recording_loss(batch):
-        modes.append(model.training)
-        time.sleep(0.001)                 # room for the other thread to act inside the step
-        modes.append(model.training)
-        return loss(batch)
-
-    model.loss = recording_loss
-    done, inside = threading.Event(), []
-
-    def explorer():
-        while not done.is_set():
-            with eval_mode(model):
-                inside.append(not model.training)
-                time.sleep(0.001)
-
-    thread = threading.Thread(target=explorer)
-    thread.start()
-    try:
-        fit(model, blocks, epochs=8, **{**FAST, "eval_every": 4})
-    finally:
-        done.set()
-        thread.join()
-    assert len(inside) > 10, "the explorer thread never ran during training"
-    assert all(inside) and all(modes), f"{modes.count(False)} of {len(modes)} loss checks saw eval mode"

@@ -50,6 +50,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from .data import as_ids
+
 METRICS = ("precision", "recall", "ndcg", "hr", "mrr")
 SPLITS = ("valid", "test")
 
@@ -69,29 +71,6 @@ def _check_ks(ks) -> tuple[int, ...]:
     if len(set(int(k) for k in ks)) != len(ks):
         raise ValueError(f"ks repeats a cut-off: {ks!r}; give each K once")
     return tuple(int(k) for k in ks)
-
-
-def as_ids(users) -> np.ndarray:
-    """``users`` (list, array or tensor) as a NumPy array of integer ids; a bool mask or floats
-    is an error (shared by the metrics and ``sequences.eval_inputs``)."""
-    users = np.asarray(users.cpu() if isinstance(users, torch.Tensor) else users)
-    if users.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if users.dtype == bool or not np.issubdtype(users.dtype, np.integer):
-        raise ValueError(f"users must be integer ids (not a {users.dtype} array; for a mask "
-                         f"use np.flatnonzero(mask)), got {users!r}")
-    return users
-
-
-def user_ids(users, n_users: int) -> np.ndarray:
-    """``users`` (one id, a list, array or tensor) as a 1-D int64 array of ids in [0, n_users):
-    what every model's ``score`` indexes its rows with. A mask, floats or an id out of range
-    (a negative id would silently pick a user from the end) is an error."""
-    users = as_ids(users).reshape(-1)
-    if users.size and (users.min() < 0 or users.max() >= n_users):
-        bad = users[(users < 0) | (users >= n_users)][0]
-        raise ValueError(f"user id {bad} is out of range: ids must lie in [0, {n_users})")
-    return users.astype(np.int64)
 
 
 def _check_users(users, n_users: int) -> np.ndarray:

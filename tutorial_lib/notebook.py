@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,54 +32,6 @@ from pathlib import Path
 RECORD_MIME = "application/x-tutorial-record"
 FAST_PARAMETERS = {"FAST": True}
 DEFAULT_TIMEOUT = 600  # seconds for a whole notebook; a guard against hangs, not a speed goal
-# the real data sets live beside the repository, never inside it (their licences forbid
-# redistribution); TUTORIAL_DATA_DIR points elsewhere
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-DATASETS = ("synthetic", "ml-1m_clean", "amazon_beauty")
-ALIASES = {"ml-1m": "ml-1m_clean", "beauty": "amazon_beauty"}
-# where each paper released its split (what to download by hand, and where it goes under root)
-RELEASES = {
-    "ml-1m_clean": ("https://github.com/YiyanXu/DiffRec (datasets/ml-1m_clean.rar: unpack it)",
-                    "ml-1m_clean/{train,valid,test}_list.npy"),
-    "amazon_beauty": ("https://github.com/WHUIR/DiffuRec (datasets/data/amazon_beauty/dataset.pkl; "
-                      "tutorial_lib.data.fetch('amazon_beauty', root) downloads and checks it)",
-                      "amazon_beauty/dataset.pkl"),
-}
-
-
-# --------------------------------------------------------------------------- data by name
-def data_root(root=None) -> Path:
-    """Where the real data sets are read from: ``root``, else $TUTORIAL_DATA_DIR, else
-    ``../shared/datasets`` beside the repository."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("TUTORIAL_DATA_DIR")
-    return Path(env) if env else SHARED_DATASETS
-
-
-def load_course_data(name: str = "synthetic", root=None, seed: int = 0):
-    """The notebooks' ``DATASET`` parameter -> ``(InteractionData, SyntheticTruth or None)``.
-
-    ``synthetic`` is generated offline (with its ground truth); ``ml-1m_clean`` (DiffRec's
-    split of MovieLens-1M; ``"ml-1m"`` names it too) and ``amazon_beauty`` (DiffuRec's;
-    ``"beauty"``) are read from :func:`data_root`. Their licences forbid redistribution, so a
-    missing file raises FileNotFoundError naming the paper's release to download it from.
-    """
-    from . import data, synthetic
-
-    name = ALIASES.get(name, name)
-    if name not in DATASETS:
-        raise ValueError(f"unknown DATASET {name!r}; choose one of {DATASETS} (or an alias: {ALIASES})")
-    if name == "synthetic":
-        return synthetic.make_synthetic(seed=seed)
-    root = data_root(root)
-    path = root / "ml-1m_clean" if name == "ml-1m_clean" else root / "amazon_beauty" / "dataset.pkl"
-    if not path.exists():
-        release, layout = RELEASES[name]
-        raise FileNotFoundError(f"{name} not found at {path}. Download it from {release} and put it at "
-                                f"{root}/{layout} (or set TUTORIAL_DATA_DIR), or use DATASET='synthetic'")
-    loaded = data.load_diffrec_npy(path) if name == "ml-1m_clean" else data.load_diffurec_pkl(path)
-    return loaded, None
 
 
 # --------------------------------------------------------------------------- recording

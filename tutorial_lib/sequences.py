@@ -43,8 +43,7 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .data import DICT_PER_USER
-from .metrics import user_ids
+from .data import DICT_PER_USER, user_ids
 
 PAD = 0
 MAX_LEN = 50

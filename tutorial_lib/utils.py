@@ -1,10 +1,11 @@
-"""Small helpers every notebook uses: seeding, choosing a device, eval mode for a while."""
+"""Small helpers every notebook uses: seeding, choosing a device, eval mode for a while, moving
+a batch to a device."""
 from __future__ import annotations
 
 import functools
 import os
 import random
-import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import numpy as np
@@ -30,8 +31,8 @@ def device(name: str = "auto"):
     """Return a ``torch.device``: ``"auto"`` picks CUDA when present, else the CPU.
 
     Never hard-code ``"cuda"`` in a notebook: ``DEVICE = "auto"`` runs everywhere. ``"mps"``
-    (Apple silicon) must be asked for by name: it has not been tested on Apple hardware here
-    (the diffusion schedules fall back to float32 there, as MPS holds no float64).
+    (Apple silicon) must be asked for by name: it has not been tested on Apple hardware, and
+    the diffusion schedules are float64, which MPS does not hold.
     """
     import torch
 
@@ -50,28 +51,19 @@ def device(name: str = "auto"):
     return torch.device(name)
 
 
-# One thread at a time trains, evaluates or switches the mode of a model. A widget callback can
-# run on a kernel subshell thread while a cell trains (JupyterLab >= 4.4 with ipykernel >= 7):
-# holding this lock, an explorer waits for the current training step to end instead of
-# switching the model to eval mode (no dropout) in the middle of training.
-MODELS_LOCK = threading.RLock()
-
-
 @contextmanager
 def eval_mode(*models):
     """Inside the block every model is in eval mode (no dropout); afterwards every module is
-    back in the mode it was in. Objects without modes (Popularity, EASE) are let through.
-    Holds ``MODELS_LOCK``, so ``train.fit`` on another thread pauses between steps meanwhile."""
-    with MODELS_LOCK:
-        modes = [(m, m.training) for model in models if hasattr(model, "modules") for m in model.modules()]
-        for model in models:
-            if hasattr(model, "eval"):
-                model.eval()
-        try:
-            yield
-        finally:
-            for m, training in modes:
-                m.training = training
+    back in the mode it was in. Objects without modes (Popularity, EASE) are let through."""
+    modes = [(m, m.training) for model in models if hasattr(model, "modules") for m in model.modules()]
+    for model in models:
+        if hasattr(model, "eval"):
+            model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def in_eval_mode(fn):
@@ -81,3 +73,18 @@ def in_eval_mode(fn):
         with eval_mode(model):
             return fn(model, *args, **kwargs)
     return wrapper
+
+
+def to_device(batch, device):
+    """Move a tensor, or the tensors inside tuples / lists / dicts, to ``device``."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):       # a namedtuple
+        return type(batch)(*(to_device(v, device) for v in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from tutorial_lib.data import load_diffrec_npy
+from tutorial_lib.datasets import load_diffrec_npy
 from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.diffrec import DiffRec
@@ -111,7 +111,7 @@ def _trained(args, model, data, epochs: int, **train) -> dict:
     epochs = args.epochs or (2 if args.fast else epochs)
     h = fit(model, data, epochs=epochs, eval_every=1 if args.fast else 5, patience=20,
             eval_batch_size=2048, device=args.device, seed=args.seed,
-            progress=not args.no_progress, log_every=args.log_every, **train)
+            progress=args.log_every or not args.no_progress, **train)
     return _result(args, h.best_test, **{"valid_recall@20": round(h.best_valid["recall@20"], 4)},
                    best_epoch=h.best_epoch, epochs=h.epochs,
                    train_seconds=round(h.train_seconds, 2), eval_seconds=round(h.eval_seconds, 2),

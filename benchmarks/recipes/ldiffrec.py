@@ -45,8 +45,8 @@ def item_clusters(data, args, n_clusters: int = 2):
 def run(model, data, args, epochs: int, lr: float = 1e-3, extra: dict | None = None) -> dict:
     epochs = args.epochs or (2 if args.fast else epochs)
     h = fit(model, data, epochs=epochs, lr=lr, batch_size=400, eval_every=1 if args.fast else 5,
-            patience=20, device=args.device, seed=args.seed, progress=not args.no_progress,
-            log_every=args.log_every)
+            patience=20, device=args.device, seed=args.seed,
+            progress=args.log_every or not args.no_progress)
     result = {"model": args.model, "dataset": args.dataset,
               **{k: round(h.best_test[k], 4) for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")},
               "valid_recall@20": round(h.best_valid["recall@20"], 4),

@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tutorial_lib.data import InteractionData, load_diffurec_pkl
+from tutorial_lib.data import InteractionData
+from tutorial_lib.datasets import load_diffurec_pkl
 from tutorial_lib.metrics import MetricAccumulator
 from tutorial_lib.models.diffurec import DiffuRec
 from tutorial_lib.models.sasrec import SASRec
@@ -123,7 +124,7 @@ def _train(model, data, args, train: dict, optimizer):
                optimizer=optimizer, eval_every=min(train["eval_every"], epochs),
                patience=train["patience"], metric="ndcg@10", ks=KS, eval_batch_size=_eval_batch(dev),
                mask_history=False, test=False, device=dev, seed=args.seed,
-               progress=not args.no_progress, log_every=args.log_every,
+               progress=args.log_every or not args.no_progress,
                **_pieces(args))
     return hist, dev
 

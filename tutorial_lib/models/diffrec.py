@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import MEAN_TYPES, GaussianDiffusion, StepSampler
-from ..metrics import user_ids
+from ..data import user_ids
 from ..schedules import get_betas, with_first_beta
 from .toy import timestep_embedding
 

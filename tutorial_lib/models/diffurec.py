@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import GaussianDiffusion
-from ..metrics import user_ids
+from ..data import user_ids
 from ..schedules import get_betas
 from ..sequences import (MAX_LEN, PAD, SequenceBatches, check_batch, check_max_len, eval_inputs,
                          length_chunks)

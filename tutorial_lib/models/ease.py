@@ -25,7 +25,7 @@ import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import user_ids
+from ..data import user_ids
 
 
 class EASE:

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import GaussianDiffusion, StepSampler
-from ..metrics import user_ids
+from ..data import user_ids
 from ..schedules import get_betas
 from .diffrec import DiffRecMLP
 

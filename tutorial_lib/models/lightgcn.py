@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ..metrics import user_ids
+from ..data import user_ids
 
 
 def normalized_adjacency(train: sp.spmatrix) -> sp.csr_matrix:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import user_ids
+from ..data import user_ids
 
 
 def _mlp(widths: Sequence[int]) -> nn.ModuleList:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..metrics import user_ids
+from ..data import user_ids
 
 
 class Popularity:
