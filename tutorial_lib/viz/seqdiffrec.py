@@ -3,24 +3,20 @@
 * ``draw_transitions``      the chain i -> h_0 -> ... -> h_T and back, with the history as condition
 * ``plot_kl_vs_mse``        per step: the KL terms, the weighted MSE, and the weight the
                             simplified objective drops
-* ``inference_sweep``       HR/NDCG@K and seconds for several start steps s and numbers of steps K
-* ``plot_inference_sweep``  accuracy vs s (one step) and vs K (from s = T)
+* ``plot_inference_sweep``  accuracy vs s (one step) and vs K (from s = T), from
+                            ``analysis.inference_sweep``
 * ``draw_inference``        static twin of ``inference_explorer``: one user's p(i | h0_hat) from
                             (s, K), its target marked, next to the sweep with (s, K) marked
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .metrics import evaluate
-from .utils import in_eval_mode
-from .viz import _np, live_output, subplots
+from ..analysis import user_probabilities
+from .common import LEGEND_FONTSIZE, to_numpy
+from .widgets import live_output, snapshot, subplots
 
 
 # =========================================================================== the chain
@@ -70,39 +66,21 @@ def draw_transitions(ax=None):
 # =========================================================================== MSE vs KL
 def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
     """Per paper step: KL and weighted MSE (should coincide) and the dropped weight (log)."""
-    steps, kl, weighted_mse, weight = (_np(x).astype(float) for x in (steps, kl, weighted_mse, weight))
+    steps, kl, weighted_mse, weight = (to_numpy(x).astype(float) for x in (steps, kl, weighted_mse, weight))
     if axes is None:
         _, axes = subplots(1, 2, figsize=(10, 3.2))
-    axes[0].plot(steps, kl, lw=3, alpha=0.5, label="KL(q(h_{t-1}|h_t,h_0) || p_theta)")
-    axes[0].plot(steps, weighted_mse, "k--", lw=1, label="(SNR(t-1) - SNR(t))/2 * ||h0_hat - h_0||^2")
-    axes[0].set(xlabel="step t", ylabel="per example", yscale="log", title="the KL is a weighted MSE")
-    axes[0].legend(fontsize=7, frameon=False)
+    axes[0].plot(steps, kl, lw=3, alpha=0.5, label=r"KL$(q(h_{t-1} \mid h_t, h_0)\,\|\,p_\theta)$")
+    axes[0].plot(steps, weighted_mse, "k--", lw=1,
+                 label=r"$\frac{1}{2}(\mathrm{SNR}(t-1) - \mathrm{SNR}(t))\,\|\hat h_0 - h_0\|^2$")
+    axes[0].set(xlabel="step $t$", ylabel="per example", yscale="log", title="the KL is a weighted MSE")
+    axes[0].legend(fontsize=LEGEND_FONTSIZE, frameon=False)
     axes[1].plot(steps, weight)
-    axes[1].set(xlabel="step t", yscale="log", title="the weight the simplified loss drops")
+    axes[1].set(xlabel="step $t$", ylabel="weight", yscale="log", title="the weight the simplified loss drops")
     axes[0].figure.tight_layout()
     return axes[0].figure
 
 
 # =========================================================================== inference
-@in_eval_mode
-def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "test", k: int = 10,
-                    mask_history: bool = False, progress: bool = False) -> pd.DataFrame:
-    """Evaluate ``model`` at (s, 1) for each s in start_steps and at (T, K) for each K.
-
-    Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each).
-    ``progress``: a tqdm bar over the settings (each is a full evaluation of ``split``).
-    """
-    grid = [(int(s), 1) for s in start_steps] + [(model.T, int(n)) for n in step_counts]
-    rows = []
-    for s, n in tqdm(dict.fromkeys(grid), desc="inference settings", disable=not progress, leave=False):
-        start = time.perf_counter()
-        r = evaluate(lambda u: model.score(data, u, split, start_step=s, inference_steps=n), data, split,
-                     ks=(k,), mask_history=mask_history)
-        rows.append({"start_step": s, "steps": n, f"hr@{k}": r[f"hr@{k}"], f"ndcg@{k}": r[f"ndcg@{k}"],
-                     "seconds": time.perf_counter() - start})
-    return pd.DataFrame(rows)
-
-
 def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, axes=None):
     """Left: metric vs start step s (one reverse step). Right: metric vs steps K from s = T."""
     if axes is None:
@@ -111,10 +89,10 @@ def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, 
     one = sweep[sweep["steps"] == 1].sort_values("start_step")
     many = sweep[sweep["start_step"] == T].sort_values("steps")
     axes[0].plot(one["start_step"], one[metric], "o-")
-    axes[0].set(xlabel="start step s (h_s ~ N(0, I), one step to h0_hat)", ylabel=metric,
-                title="predicting h_0 directly from step s")
+    axes[0].set(xlabel=r"start step $s$ ($h_s \sim \mathcal{N}(0, I)$, one step to $\hat h_0$)", ylabel=metric,
+                title=r"predicting $h_0$ directly from step $s$")
     axes[1].plot(many["steps"], many[metric], "o-")
-    axes[1].set(xscale="log", xlabel=f"reverse steps K from s = {T}", ylabel=metric, title="more steps")
+    axes[1].set(xscale="log", xlabel=f"reverse steps $K$ from $s$ = {T}", ylabel=metric, title="more steps")
     twin = axes[1].twinx()
     twin.plot(many["steps"], many["seconds"], "s:", color="0.5")
     twin.set_ylabel("seconds to score all users", color="0.5")
@@ -126,13 +104,6 @@ def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, 
             axes[1].axvline(n, color="C3", ls=":")
     axes[0].figure.tight_layout()
     return axes[0].figure
-
-
-@in_eval_mode
-def user_probabilities(model, data, user: int, start_step: int, inference_steps: int, split: str = "test"):
-    """p(i | h0_hat) over items for one user (n_items,), with the model's seeded h_s."""
-    scores = model.score(data, torch.tensor([user]), split, start_step=start_step, inference_steps=inference_steps)
-    return torch.softmax(scores[0].float(), 0).cpu().numpy()
 
 
 def draw_inference(model, data, user: int, start_step: int | None = None, inference_steps: int | None = None,
@@ -157,7 +128,7 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
     ax.bar(range(len(top)), p[top], color=colors)
     ax.set_xticks(range(len(top)), [str(i) for i in top], rotation=60, fontsize=7)
     rank = int((p > max(p[list(target)])).sum()) + 1 if target else None
-    ax.set(xlabel="item (red = the held-out target)", ylabel="p(i | h0_hat)",
+    ax.set(xlabel="item (red = the held-out target)", ylabel=r"$p(i \mid \hat h_0)$",
            title=f"user {user}: s = {s}, K = {inference_steps}" + (f"; target rank {rank}" if rank else ""))
     if sweep is not None:
         one = sweep[sweep["steps"] == 1].sort_values("start_step")
@@ -169,9 +140,11 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
 
 
 def inference_explorer(model, data, users=None, sweep: pd.DataFrame | None = None, split: str = "test"):
-    """Sliders for the start step s and the number of reverse steps K, a user picker (ipywidgets)."""
+    """Sliders for the start step s and the number of reverse steps K, a user picker (ipywidgets).
+    Redraws from an eval-mode copy of ``model`` made now (``widgets.snapshot``)."""
     import ipywidgets as widgets
 
+    model = snapshot(model)
     users = list(range(min(data.n_users, 20))) if users is None else [int(u) for u in users]
     s = widgets.IntSlider(value=model.start_step, min=1, max=model.T, description="start step s")
     n = widgets.IntSlider(value=model.inference_steps, min=1, description="steps K",

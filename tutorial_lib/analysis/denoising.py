@@ -1,0 +1,120 @@
+"""DiffRec's reverse chain for a few users, step by step (notebooks 03 and 05).
+
+DiffRec's inference (Algorithm 2) starts from the user's training row x_T = x_0 and runs the
+T reverse steps, each taking the mean of p_theta(x_{t-1} | x_t). ``denoising_trajectories``
+keeps every state; ``top_k`` lists a state's best unseen items; ``noise_rank`` says where the
+injected false-positive clicks of the synthetic world rank among the user's training clicks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..utils import eval_mode, in_eval_mode
+
+
+@dataclass
+class Trajectory:
+    """One user's reverse chain. states (T+1, I): states[k] is x at paper step T - k."""
+
+    user: int
+    states: np.ndarray
+    order: np.ndarray          # (I,) item order for a plot's x axis (true preference, else final score)
+    train: np.ndarray          # item ids of the training row
+    noise: np.ndarray          # item ids of injected false-positive clicks (subset of train)
+    held_out: np.ndarray       # item ids of the user's held-out items in ``split``
+    ordered_by: str
+    split: str = "test"
+
+    @property
+    def T(self) -> int:
+        return len(self.states) - 1
+
+
+def _row_items(matrix, user: int) -> np.ndarray:
+    return np.asarray(matrix[user].indices if hasattr(matrix, "indices") else np.nonzero(matrix[user])[0])
+
+
+@torch.no_grad()
+def denoising_trajectories(model, data, users, truth=None, split: str = "test") -> list[Trajectory]:
+    """Run ``model`` (a DiffRec) from each user's training row, keeping every state.
+
+    One batched reverse chain for all ``users``. truth: ``SyntheticTruth`` (optional):
+    orders the items by true preference and marks the injected noise clicks.
+    """
+    if split not in ("valid", "test"):
+        raise ValueError(f"unknown split {split!r}; choose 'valid' or 'test'")
+    users = [int(u) for u in np.atleast_1d(np.asarray(users))]
+    if any(not 0 <= u < data.n_users for u in users):
+        raise ValueError(f"users must be in [0, {data.n_users}), got {users}")
+    rows = model.input_matrix(data)
+    x0 = rows[torch.as_tensor(users, device=rows.device)]
+    with eval_mode(model):
+        _, states = model.predict(x0, return_trajectory=True)      # (T+1, B, I)
+    states = states.float().cpu().numpy()
+    held = data.test if split == "test" else data.valid
+    out = []
+    for b, user in enumerate(users):
+        if truth is not None:
+            order, by = np.argsort(-truth.preference[user], kind="stable"), "true preference"
+            noise = _row_items(truth.noise, user)
+        else:
+            order, by = np.argsort(-states[-1, b], kind="stable"), "final score"
+            noise = np.zeros(0, dtype=np.int64)
+        out.append(Trajectory(user, states[:, b], order, _row_items(data.train, user), noise,
+                              _row_items(held, user), by, split))
+    return out
+
+
+def denoising_trajectory(model, data, user: int, truth=None, split: str = "test") -> Trajectory:
+    """``denoising_trajectories`` for one user."""
+    return denoising_trajectories(model, data, [user], truth, split)[0]
+
+
+def top_k(traj: Trajectory, k_index: int, k: int = 10) -> list[tuple[int, float, bool]]:
+    """The top-k unseen items of state ``k_index``: (item, score, is a held-out hit)."""
+    x = traj.states[k_index].copy()
+    x[traj.train] = -np.inf
+    items = np.argsort(-x, kind="stable")[:min(k, len(x) - len(np.unique(traj.train)))]   # unseen only
+    held = set(traj.held_out.tolist())
+    return [(int(i), float(x[i]), int(i) in held) for i in items]
+
+
+def noise_rank(traj: Trajectory) -> np.ndarray:
+    """Per state: mean percentile of the noise clicks among the training clicks (T+1,).
+
+    0 % = the noise clicks rank above every genuine click, 100 % = below all of them (what a
+    denoiser should reach), 50 % = no better than chance (the input row, where every click is
+    a tied 1); NaN when the user has no noise click.
+    """
+    if len(traj.noise) == 0:
+        return np.full(traj.T + 1, np.nan)
+    genuine = np.setdiff1d(traj.train, traj.noise)
+    out = []
+    for x in traj.states:
+        n, g = x[traj.noise][:, None], x[genuine][None, :]
+        below = ((n < g) + 0.5 * (n == g)).mean(1)          # share of genuine clicks above; ties half
+        out.append(100 * below.mean())
+    return np.asarray(out)
+
+
+@torch.no_grad()
+def mean_noise_rank(model, data, truth, users) -> np.ndarray:
+    """``noise_rank`` averaged over ``users`` (those with noise clicks); shape (T+1,)."""
+    curves = [noise_rank(traj) for traj in denoising_trajectories(model, data, users, truth)]
+    curves = [c for c in curves if not np.isnan(c).all()]
+    if not curves:
+        raise ValueError("none of these users has an injected noise click")
+    return np.mean(curves, axis=0)
+
+
+@in_eval_mode
+def recommend(model, row: torch.Tensor, seen: np.ndarray, k: int = 10) -> np.ndarray:
+    """Top-k item ids (k,) for one input row (I,) through ``model.predict``, ``seen`` items masked
+    (so at most I - len(seen) items)."""
+    with torch.no_grad():
+        scores = model.predict(row.reshape(1, -1).to(next(model.parameters()).device))[0].float().cpu()
+    scores[torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+    return torch.topk(scores, min(k, len(scores) - len(np.unique(seen)))).indices.numpy()
