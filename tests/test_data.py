@@ -232,6 +232,8 @@ def test_nothing_is_printed_when_every_column_and_the_split_are_given(log, capsy
     assert capsys.readouterr().out == ""
     D.from_dataframe(log, user_col="userID", item_col="itemID", time_col="timestamp")
     assert capsys.readouterr().out.startswith("columns: as given; split 'temporal'")
+    D.from_dataframe(log.assign(rating=5.0))
+    assert "rating" not in capsys.readouterr().out               # unused without a threshold
 
 
 def test_column_names_that_cannot_be_resolved_are_clear_errors(log, capsys):

@@ -84,9 +84,8 @@ class InteractionData:
     item_map: dict | None = None
 
     def __post_init__(self):
-        self.train = _binary_csr(self.train, "train")
-        self.valid = _binary_csr(self.valid, "valid")
-        self.test = _binary_csr(self.test, "test")
+        for split in ("train", "valid", "test"):
+            setattr(self, split, _binary_csr(getattr(self, split), split))
         shapes = {s: getattr(self, s).shape for s in ("train", "valid", "test")}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"train, valid and test must have the same shape (n_users, n_items), got {shapes}")
