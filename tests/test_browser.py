@@ -13,9 +13,12 @@ and saves a screenshot to ``build/browser_03_diffrec.png``. The copy trains for 
 epochs (EPOCHS = 5): this test is about the widgets, not the accuracy.
 
 A second test does the same for the other notebooks' explorers (01's schedules, 05's time
-weights, 06's reverse steps, 07's inference steps): run all, no widget error and no
-traceback anywhere, and moving the named slider redraws the explorer's figure
-(screenshots ``build/browser_NN_*.png``).
+weights, 06's reverse steps, 07's inference steps; ``tutorial_lib.viz.schedules``,
+``.tdiffrec``, ``.diffurec``, ``.seqdiffrec``): run all, no widget error and no traceback
+anywhere, and moving the named slider redraws the explorer's figure (screenshots
+``build/browser_NN_*.png``). A third runs the notebooks without an explorer (00, 02, 04) and
+keeps a full-page screenshot of their figures as JupyterLab shows them
+(``build/browser_NN_*_figures.png``), for a reader to look at every figure.
 
 Needs a Chromium (Playwright's own, else the system's: ``tests/chromium.py``; ``make browser``
 gets one) and Playwright's Python package: skipped with the reason when either is missing, a
@@ -298,4 +301,41 @@ def test_notebook_explorers_in_jupyterlab(tmp_path, name, slider_label, key, ove
     _assert_no_errors(content)
     assert value_after != value_before, f"the slider {slider_label!r} did not move ({value_before})"
     assert after != before, f"the explorer's figure did not change when {slider_label!r} moved"
+    assert screenshot.stat().st_size > 10_000
+
+
+# notebooks whose figures are checked by eye from a full-page screenshot, their overrides, and
+# the fewest figures (PNG outputs) each must show
+FIGURE_NOTEBOOKS = [
+    ("00_recommendation_as_denoising.ipynb", "", 2),
+    ("02_forward_reverse_elbo.ipynb", "", 6),
+    ("04_l_diffrec.ipynb", "EPOCHS = 3\nLIGHTGCN_EPOCHS = 2", 4),
+]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name, overrides, n_figures", FIGURE_NOTEBOOKS, ids=[e[0][:2] for e in FIGURE_NOTEBOOKS])
+def test_notebook_figures_in_jupyterlab(tmp_path, name, overrides, n_figures):
+    sync_api = _need_browser()
+    _copy_notebook(tmp_path, name, overrides)
+    port, token = _free_port(), secrets.token_hex(16)
+    lab = _start_lab(tmp_path, port, token)
+    screenshot = REPO / "build" / f"browser_{Path(name).stem}_figures.png"
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser, page = _open_and_run_all(pw, port, token, name)
+            figures = page.locator(".jp-OutputArea-output img")
+            n_shown = figures.count()
+            n_blank = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output img')]"
+                                    ".filter(img => !img.complete || img.naturalWidth < 50).length")
+            screenshot.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+            content = page.content()
+            browser.close()
+    finally:
+        _stop(lab)
+
+    _assert_no_errors(content)
+    assert n_shown >= n_figures, f"{name} showed {n_shown} figures, expected at least {n_figures}"
+    assert n_blank == 0, f"{n_blank} figures did not load"
     assert screenshot.stat().st_size > 10_000
