@@ -1,8 +1,5 @@
-"""DiffRec, L-DiffRec, LightGCN, the loaders and the synthetic world, pinned to closed forms.
-
-Each test pins a behaviour that a plausible one-line bug would break and that no other test
-caught: a mutation review (session 10) made such bugs one at a time and kept the ones the
-suite let through. The other modules' pins live beside their own tests.
+"""DiffRec, L-DiffRec, LightGCN, the loaders and the synthetic world, pinned to closed forms:
+each test pins a behaviour that a plausible one-line bug would break.
 """
 from __future__ import annotations
 
@@ -37,9 +34,10 @@ def test_mlp_norm_is_row_l2_normalisation():
 
 
 def test_input_dropout_is_applied_in_training():
-    from tutorial_lib.models.diffrec import DiffRecMLP
+    from tutorial_lib.models.diffrec_fast import FastDiffRecMLP
+    from tutorial_lib.models.layers import timestep_embedding
     torch.manual_seed(0)
-    net = DiffRecMLP([50, 8], [8, 50], dropout=0.5)
+    net = FastDiffRecMLP([50, 8], [8, 50], dropout=0.5)
     x, t = torch.ones(4, 50), torch.zeros(4, dtype=torch.long)
     torch.manual_seed(1); a = net.train()(x, t)
     torch.manual_seed(2); b = net(x, t)
@@ -47,7 +45,7 @@ def test_input_dropout_is_applied_in_training():
     torch.manual_seed(1)
     mask = (torch.rand_like(x) >= 0.5) * 2.0
     net.eval()
-    emb = net.emb_layer(__import__("tutorial_lib.models.toy", fromlist=["x"]).timestep_embedding(t, 10))
+    emb = net.emb_layer(timestep_embedding(t, 10))
     h = torch.cat([x * mask, emb], 1)
     for layer in net.in_layers:
         h = torch.tanh(layer(h))
@@ -57,32 +55,34 @@ def test_input_dropout_is_applied_in_training():
 
 
 def test_predict_in_train_mode_is_the_full_chain(synthetic):
-    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.diffrec_fast import FastDiffRec
     data, _ = synthetic
-    model = _perturbed(DiffRec(data.n_items, dims=[32], T=5)).train()
+    model = _perturbed(FastDiffRec(data.n_items, dims=[32], T=5)).train()
     x = torch.as_tensor(data.train[:8].toarray())
     torch.manual_seed(3); a = model.predict(x)
-    torch.manual_seed(3); b = model.diffusion.p_sample(model.denoiser, x, steps=0)
+    torch.manual_seed(3); b = model.diffusion.p_sample_loop(model.denoiser, x, steps=0)
     torch.testing.assert_close(a, b)
 
 
 def test_eps_model_predicts_with_its_own_chain(synthetic):
-    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.diffrec_fast import FastDiffRec
     data, _ = synthetic
-    model = _perturbed(DiffRec(data.n_items, dims=[32], T=5, mean_type="eps")).eval()
+    model = _perturbed(FastDiffRec(data.n_items, dims=[32], T=5, mean_type="eps")).eval()
     assert model.diffusion.mean_type == "eps"
     x = torch.as_tensor(data.train[:8].toarray())
-    torch.testing.assert_close(model.predict(x), model.diffusion.p_sample(model.denoiser, x, steps=0))
+    torch.testing.assert_close(model.predict(x), model.diffusion.p_sample_loop(model.denoiser, x, steps=0))
 
 
-def test_sampling_steps_noise_at_step_s_minus_1(synthetic):
+@pytest.mark.parametrize("fast", [False, True])
+def test_sampling_steps_noise_at_step_s_minus_1(synthetic, fast):
     from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.diffrec_fast import FastDiffRec
     data, _ = synthetic
-    model = DiffRec(data.n_items, dims=[32], T=5, sampling_steps=3).eval()
+    model = (FastDiffRec if fast else DiffRec)(data.n_items, dims=[32], T=5, sampling_steps=3).eval()
     seen, q = [], model.diffusion.q_sample
     model.diffusion.q_sample = lambda x0, t, *a, **k: (seen.append(torch.as_tensor(t).tolist()), q(x0, t, *a, **k))[1]
     model.predict(torch.as_tensor(data.train[:4].toarray()))
-    assert seen == [[2, 2, 2, 2]]                  # 0-based step sampling_steps - 1, as p_sample does
+    assert seen == [[2, 2, 2, 2]]                  # 0-based step sampling_steps - 1, in both chains
 
 
 def test_loss_is_importance_and_snr_weighted(synthetic):
@@ -102,9 +102,9 @@ def test_loss_is_importance_and_snr_weighted(synthetic):
 
 def test_score_cache_key_covers_mode_noise_and_data(synthetic):
     from tutorial_lib.data import InteractionData
-    from tutorial_lib.models.diffrec import DiffRec
+    from tutorial_lib.models.diffrec_fast import FastDiffRec
     data, _ = synthetic
-    model = DiffRec(data.n_items, dims=[32], T=5).eval()
+    model = FastDiffRec(data.n_items, dims=[32], T=5).eval()
     users = torch.arange(10)
     s_eval = model.score(data, users).clone()
     model.train()
@@ -124,7 +124,7 @@ def test_score_cache_key_covers_mode_noise_and_data(synthetic):
 
 
 def test_importance_probabilities_are_rms_closed_form():
-    from tutorial_lib.diffusion import StepSampler
+    from tutorial_lib.step_sampler import StepSampler
     s = StepSampler(T=2, history=2, uniform_prob=0.1)
     s.update(torch.tensor([0, 0, 1, 1]), torch.tensor([1.0, 3.0, 2.0, 2.0]))
     rms = torch.tensor([math.sqrt(5.0), 2.0], dtype=torch.float64)
@@ -188,7 +188,7 @@ def test_predict_decodes_the_denoised_code():
     model = _perturbed(_ldiffrec(sampling_steps=3)).eval()
     x = (torch.rand(4, 12) < 0.5).float()
     torch.manual_seed(1); scores, z0, z_hat = model.predict(x, return_latents=True)
-    torch.manual_seed(1); expected = model.diffusion.p_sample(model.denoiser, z0, steps=3)
+    torch.manual_seed(1); expected = model.diffusion.p_sample_loop(model.denoiser, z0, steps=3)
     torch.testing.assert_close(z_hat, expected)
     torch.testing.assert_close(scores, model.vae.decode(z_hat))
 
@@ -242,7 +242,7 @@ def test_item_embeddings_and_scores_are_propagated():
 
 def test_item_embeddings_pass_layers_reg_lr(monkeypatch):
     import tutorial_lib.train as train
-    from tutorial_lib.models.lightgcn import item_embeddings
+    from tutorial_lib.models.ldiffrec import item_embeddings
     seen = {}
     monkeypatch.setattr(train, "fit", lambda model, data, **kw: seen.update(layers=model.layers, reg=model.reg, lr=kw["lr"]))
     item_embeddings(_tiny(), dim=4, layers=1, reg=0.25, lr=0.05, epochs=1, device="cpu", progress=False)
@@ -284,7 +284,7 @@ def test_binary_csr_drops_stored_zeros_and_merges_duplicates():
 
 
 def test_npy_by_hand(tmp_path):
-    from tutorial_lib.data import load_diffrec_npy
+    from tutorial_lib.datasets import load_diffrec_npy
     np.save(tmp_path / "train_list.npy", np.array([[0, 5], [0, 2], [0, 7], [1, 3]]))
     np.save(tmp_path / "valid_list.npy", np.array([[1, 8]]))
     np.save(tmp_path / "test_list.npy", np.array([[2, 9]]))
@@ -301,7 +301,7 @@ def test_group_by_user_is_stable_on_long_input():
 
 
 def test_pkl_user_map_points_at_rows(tmp_path):
-    from tutorial_lib.data import load_diffurec_pkl
+    from tutorial_lib.datasets import load_diffurec_pkl
     path = tmp_path / "dataset.pkl"
     path.write_bytes(pickle.dumps({"train": {1: [1], 5: [2]}, "val": {1: [2], 5: [1]}, "test": {1: [1], 5: [2]},
                                    "umap": {"a": 1, "b": 5}}))

@@ -1,4 +1,4 @@
-"""DiffRec: the denoiser's layout, bad configurations, learning, resume, score caching."""
+"""DiffRec: the denoiser's layout, bad configurations, learning, resume; FastDiffRec's shortcuts."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import torch
 
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.diffrec import DiffRec, DiffRecMLP, mlp_dims
+from tutorial_lib.models.diffrec_fast import FastDiffRec, InputDropout
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.train import fit
 
@@ -47,7 +48,6 @@ def test_mlp_step_embedding_matters():
     ({"in_dims": [10, 5], "out_dims": [6, 10]}, "out_dims\\[0\\]"),
     ({"in_dims": [10, 5], "out_dims": [5, 9]}, "out_dims\\[-1\\]"),
     ({"in_dims": [10], "out_dims": [10]}, ">= 2 positive integers"),
-    ({"in_dims": [10, 5], "out_dims": [5, 10], "time_type": "add"}, "time_type"),
     ({"in_dims": [10, 5], "out_dims": [5, 10], "emb_size": 3}, "emb_size"),
     ({"in_dims": [10, 5], "out_dims": [5, 10], "dropout": 1.0}, "dropout"),
 ])
@@ -64,17 +64,10 @@ def test_mlp_bad_configuration(kwargs, message):
     ({"noise_schedule": "nope"}, "unknown schedule"),
     ({"noise_min": 0.02, "noise_max": 0.01}, "noise_min < noise_max"),
     ({"dims": [200, 0]}, "positive integers"),
-    ({"first_beta": 1.5}, "beta_1"),
 ])
 def test_diffrec_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DiffRec(100, **kwargs)
-
-
-def test_first_beta_reaches_the_diffusion():
-    model = DiffRec(100, first_beta=1e-5)
-    assert model.diffusion.betas[0].item() == pytest.approx(1e-5)
-    assert DiffRec(100).diffusion.betas[0].item() == pytest.approx(2.5e-5)      # the paper's formula
 
 
 def test_linear_schedule_uses_the_noise_settings_as_released():
@@ -125,9 +118,38 @@ def test_diffrec_learns_beats_popularity(data):
     assert hist.best_test["recall@20"] > 2 * pop_recall
 
 
-def test_valid_and_test_share_one_reverse_chain(data):
+def test_score_equals_the_reverse_chain_from_the_training_row(data):
     torch.manual_seed(0)
     model = DiffRec(data.n_items, **SMALL).eval()
+    users = torch.tensor([3, 1, 4])
+    x = torch.as_tensor(data.train[users.numpy()].toarray())
+    expected = model.diffusion.p_sample_loop(model.denoiser, x, steps=0)
+    torch.testing.assert_close(model.score(data, users), expected)
+    torch.testing.assert_close(model.score(data, 4), expected[2:])            # one id: a batch of one
+    with torch.no_grad():                                                    # no cache: a weight
+        model.denoiser.out_layers[-1].bias.add_(1.0)                          # edit shows at once
+    assert not torch.allclose(model.score(data, users), expected)
+
+
+def test_plain_denoiser_uses_torch_dropout_and_the_fast_one_the_rand_mask():
+    assert type(DiffRec(30, dims=[8], T=3).denoiser.drop) is torch.nn.Dropout
+    assert type(FastDiffRec(30, dims=[8], T=3).denoiser.drop) is InputDropout
+
+
+def test_fast_diffrec_has_the_same_weights_and_scores_as_the_plain_model(data):
+    torch.manual_seed(0)
+    plain = DiffRec(data.n_items, **SMALL).eval()
+    torch.manual_seed(0)
+    fast = FastDiffRec(data.n_items, **SMALL).eval()
+    for (name, a), b in zip(plain.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    users = torch.arange(40)
+    torch.testing.assert_close(fast.score(data, users), plain.score(data, users), atol=1e-5, rtol=1e-4)
+
+
+def test_valid_and_test_share_one_reverse_chain(data):
+    torch.manual_seed(0)
+    model = FastDiffRec(data.n_items, **SMALL).eval()
     calls, predict = [], model.predict
     model.predict = lambda x, **kw: (calls.append(len(x)), predict(x, **kw))[1]
     users = torch.arange(20)
@@ -135,28 +157,42 @@ def test_valid_and_test_share_one_reverse_chain(data):
     test = model.score(data, users, "test")
     assert calls == [data.n_users]                   # one chain, for every user at once
     assert torch.equal(valid, test)
-    # and the cache is invalidated by a weight update
-    with torch.no_grad():
-        model.denoiser.out_layers[-1].bias.add_(1.0)
-    assert not torch.equal(model.score(data, users, "test"), test)
-    assert len(calls) == 2
 
 
-def test_score_equals_the_reverse_chain_from_the_training_row(data):
+def test_score_cache_is_dropped_by_a_training_step_and_by_load_state_dict(data):
     torch.manual_seed(0)
-    model = DiffRec(data.n_items, **SMALL).eval()
-    users = torch.tensor([3, 1, 4])
-    x = torch.as_tensor(data.train[users.numpy()].toarray())
-    expected = model.diffusion.p_sample(model.denoiser, x, steps=0)
-    torch.testing.assert_close(model.score(data, users), expected)
-    torch.testing.assert_close(model.score(data, 4), expected[2:])            # one id: a batch of one
+    model = FastDiffRec(data.n_items, **SMALL).eval()
+    users = torch.arange(5)
+    before = model.score(data, users).clone()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = model.configure_optimizers(lr=1e-2)
+    assert opt.defaults["fused"]
+    model.loss(model.input_matrix(data)[:50]).backward()            # in eval mode: a step all the same
+    opt.step()
+    assert not torch.allclose(before, model.score(data, users))
+    model.load_state_dict(state)
+    torch.testing.assert_close(model.score(data, users), before)
+    with torch.no_grad():                                           # an edit by hand needs forget_scores
+        model.denoiser.out_layers[-1].bias.add_(1.0)
+    assert torch.equal(model.score(data, users), before)
+    model.forget_scores()
+    assert not torch.allclose(model.score(data, users), before)
+
+
+def test_training_mode_scores_are_not_cached(data):
+    torch.manual_seed(0)
+    model = FastDiffRec(data.n_items, **SMALL).train()
+    users = torch.arange(10)
+    assert not torch.allclose(model.score(data, users), model.score(data, users))   # dropout
+    assert model._scores is None
 
 
 def test_one_user_id_scores_as_a_batch_of_one_without_the_cache(data, monkeypatch):
-    import tutorial_lib.models.diffrec as diffrec_module
-    monkeypatch.setattr(diffrec_module, "SCORE_CACHE_LIMIT", 0)               # as on a large data set
-    model = DiffRec(data.n_items, **SMALL, sampling_noise=True, sampling_steps=2).eval()
+    import tutorial_lib.models.diffrec_fast as fast_module
+    monkeypatch.setattr(fast_module, "SCORE_CACHE_LIMIT", 0)                  # as on a large data set
+    model = FastDiffRec(data.n_items, **SMALL, sampling_noise=True, sampling_steps=2).eval()
     assert model.score(data, 4).shape == (1, data.n_items)
+    assert model._scores is None
 
 
 def test_checkpoint_resume_gives_the_same_model(data, tmp_path):
@@ -191,20 +227,23 @@ def test_checkpoint_resume_gives_the_same_model(data, tmp_path):
 
 @pytest.mark.parametrize("dims", [[64], [32, 48]])
 def test_hidden_space_chain_equals_the_full_chain(data, dims):
-    # predict() runs the reverse chain in the first hidden layer; it must match p_sample
+    # FastDiffRec.predict runs the reverse chain in the first hidden layer; it must match the plain chain
     torch.manual_seed(0)
-    model = DiffRec(data.n_items, dims=dims, T=12).eval()
+    model = FastDiffRec(data.n_items, dims=dims, T=12).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))              # not just the initialisation
     x = torch.as_tensor(data.train[:50].toarray())
-    full = model.diffusion.p_sample(model.denoiser, x, steps=0)
+    full = model.diffusion.p_sample_loop(model.denoiser, x, steps=0)
     torch.testing.assert_close(model.predict(x), full, atol=1e-5, rtol=1e-4)
+    model.double()                                        # in float64 the two agree to 1e-12
+    torch.testing.assert_close(model.predict(x.double()),
+                               model.diffusion.p_sample_loop(model.denoiser, x.double(), steps=0))
 
 
 def test_full_chain_is_used_when_the_shortcut_is_not_exact(data):
     torch.manual_seed(0)
-    model = DiffRec(data.n_items, norm=True, **SMALL).eval()   # L2 norm is not linear
+    model = FastDiffRec(data.n_items, norm=True, **SMALL).eval()   # L2 norm is not linear
     calls = []
     model.denoiser.register_forward_hook(lambda *a: calls.append(1))
     model.predict(torch.as_tensor(data.train[:4].toarray()))
@@ -213,7 +252,7 @@ def test_full_chain_is_used_when_the_shortcut_is_not_exact(data):
 
 def test_paper_model_on_ml1m_shapes(ml1m_dir):
     # the paper's configuration on DiffRec's released split: 2810 + 10 -> 600 -> 200 -> 600 -> 2810
-    from tutorial_lib.data import load_diffrec_npy
+    from tutorial_lib.datasets import load_diffrec_npy
 
     data = load_diffrec_npy(ml1m_dir)
     torch.manual_seed(0)
@@ -227,8 +266,6 @@ def test_paper_model_on_ml1m_shapes(ml1m_dir):
 
 
 def test_input_dropout_keeps_1_minus_p_scaled_and_is_identity_in_eval():
-    from tutorial_lib.models.diffrec import InputDropout
-
     torch.manual_seed(0)
     drop, x = InputDropout(0.3), torch.ones(400, 2000)
     y = drop(x)
@@ -240,23 +277,10 @@ def test_input_dropout_keeps_1_minus_p_scaled_and_is_identity_in_eval():
     assert torch.equal(InputDropout(1.0).train()(x), torch.zeros_like(x))        # as nn.Dropout(1.0)
 
 
-def test_score_cache_sees_a_fused_optimizer_step(data):
-    # fused kernels update weights without bumping tensor._version: the cache must still notice
-    torch.manual_seed(0)
-    model = DiffRec(data.n_items, **SMALL).eval()
-    users = torch.arange(5)
-    before = model.score(data, users).clone()
-    opt = model.configure_optimizers(lr=1e-2)
-    assert opt.defaults["fused"]
-    model.loss(model.input_matrix(data)[:50]).backward()
-    opt.step()
-    assert not torch.allclose(before, model.score(data, users))
-
-
 def test_score_cache_sees_the_inference_settings(data):
     # notebook 03's exercise 2 changes sampling_steps on a trained model and scores again
     torch.manual_seed(0)
-    model = DiffRec(data.n_items, **SMALL).eval()
+    model = FastDiffRec(data.n_items, **SMALL).eval()
     users = torch.arange(30)
     before = model.score(data, users).clone()
     model.sampling_steps = 3

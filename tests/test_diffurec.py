@@ -134,48 +134,6 @@ def test_step_lr_as_released():
         assert opt.param_groups[0]["lr"] == pytest.approx(lr)
 
 
-def test_release_padding_ablation_lets_padding_change_scores(seq_data):
-    # the ablation reproduces the released mask: the same test as above must now FAIL to hold
-    m = small_model(seq_data.n_items, release_padding=True).eval()
-    users = torch.arange(30)
-    before = m.score(seq_data, users, "valid")
-    with torch.no_grad():
-        m.item_emb.weight[0] = 50 * torch.randn(16)                     # the PAD row
-    assert not torch.allclose(before, m.score(seq_data, users, "valid"), atol=1e-2)
-
-
-def _release_attention(attn, x, pad):
-    """The released code's attention, written out: scores of PAD query rows overwritten by -1e9."""
-    B, L, d = x.shape
-    split = lambda t: t.view(B, L, attn.heads, d // attn.heads).transpose(1, 2)
-    q, (k, v) = split(attn.W_Q(x)), (split(t) for t in attn.W_KV(x).chunk(2, dim=-1))
-    scores = (q @ k.transpose(-1, -2) / (d // attn.heads) ** 0.5).masked_fill(pad[:, None, :, None], -1e9)
-    return attn.W_O((torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, L, d)), torch.softmax(scores, -1)
-
-
-def test_release_padding_zeroes_pad_queries_like_the_release_masked_fill():
-    # same output and same gradients as the release's masked_fill; PAD keys stay open
-    from tutorial_lib.models.transformer import MultiHeadAttention, TransformerEncoder
-
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(8, 2, dropout=0.0)
-    pad = torch.tensor([[True, True, False, False, False], [True, False, False, False, False]])
-    x = torch.randn(2, 5, 8)
-    ref, probs = _release_attention(attn, x, pad)
-    assert torch.allclose(probs[0, :, :2], torch.full((2, 2, 5), 0.2))          # PAD queries: uniform
-    assert (probs[0, :, 2:, :2] > 0).all()                                      # real queries see PAD keys
-    results = []
-    for out in (ref, attn(x, x, None, q_keep=(~pad)[:, None, :, None].float())):
-        attn.zero_grad()
-        (out ** 2).sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in attn.parameters()]))
-    (out_ref, g_ref), (out_ours, g_ours) = results
-    assert torch.allclose(out_ref, out_ours, atol=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_ref, g_ours))
-    with pytest.raises(ValueError, match="causal"):
-        TransformerEncoder(16, 2, 1, causal=True, release_padding=True)
-
-
 def test_score_without_users_scores_everyone_and_max_len_is_checked(seq_data):
     model = small_model(seq_data.n_items).eval()
     everyone = model.score(seq_data, None, "valid")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tutorial_lib import schedules
-from tutorial_lib.diffusion import GaussianDiffusion, StepSampler, normal_kl
+from tutorial_lib.diffusion import GaussianDiffusion, normal_kl, respaced
+from tutorial_lib.step_sampler import StepSampler
 
 
 def make(T=10, name="cosine", mean_type="x0", **kw):
@@ -131,13 +132,13 @@ def test_training_loss_weights():
     assert torch.allclose(out["loss"][:1], x0_err[:1])
 
 
-def test_p_sample_with_oracle_recovers_x0():
+def test_p_sample_loop_with_oracle_recovers_x0():
     diff = make(T=40, name="linear-var")
     x0 = (torch.rand(3, 20) < 0.3).double()
-    out, traj = diff.p_sample(lambda x, t: x0, x0, steps=0, return_trajectory=True)
+    out, traj = diff.p_sample_loop(lambda x, t: x0, x0, steps=0, return_trajectory=True)
     assert torch.allclose(out, x0)
     assert traj.shape == (41, 3, 20)
-    noisy, traj = diff.p_sample(lambda x, t: x0, x0, steps=10, sampling_noise=True, return_trajectory=True,
+    noisy, traj = diff.p_sample_loop(lambda x, t: x0, x0, steps=10, sampling_noise=True, return_trajectory=True,
                                 generator=torch.Generator().manual_seed(0))
     assert torch.allclose(noisy, x0)                  # the last step returns x0_hat exactly
     g = torch.Generator().manual_seed(0)
@@ -229,7 +230,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="shape"):
         diff.q_sample(x, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="steps must lie"):
-        diff.p_sample(lambda x, t: x, x, steps=6)
+        diff.p_sample_loop(lambda x, t: x, x, steps=6)
     with pytest.raises(ValueError, match="betas outside"):
         GaussianDiffusion(torch.tensor([0.1, 1.2]))
     with pytest.raises(ValueError, match="method"):
@@ -239,7 +240,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match=r"noise shape \(2, 4\) != x0 shape \(2, 3\)"):
         diff.q_sample(x, torch.tensor([0, 1]), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="reverse_steps must lie"):
-        diff.p_sample(lambda x, t: x, x, reverse_steps=6)
+        diff.p_sample_loop(lambda x, t: x, x, reverse_steps=6)
     with pytest.raises(ValueError, match=r"model output shape \(2, 4\) != target shape \(2, 3\)"):
         diff.training_losses(lambda x, t: torch.zeros(2, 4), x, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="history must be >= 1"):
@@ -256,32 +257,26 @@ def test_posterior_log_variance_is_clipped_at_the_first_step():
     assert torch.allclose(diff.posterior_log_variance[1:], diff.posterior_variance[1:].log())
 
 
-def test_schedule_is_kept_in_float32_on_a_device_without_float64():
-    """Apple's MPS refuses float64 tensors. A stand-in conversion that refuses them the same way
-    (as ``.to("mps")`` would) leaves the schedule in float32, through a parent module too."""
-    def refuse_float64(t):
-        if t.dtype == torch.float64:
-            raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64")
-        return t
+def test_p_sample_is_one_reverse_step_and_the_loop_chains_them():
+    # p_sample (DDPM's name) is ONE step x_t -> x_{t-1}; p_sample_loop runs T of them
+    diff = make(T=5)
+    x = torch.rand(3, 4, dtype=torch.float64)
+    model = lambda x_t, t: x_t / 2 + t[:, None]
+    x_prev, x0_hat = diff.p_sample(model, x, 4)
+    out = diff.p_mean_variance(model, x, torch.full((3,), 4))
+    assert torch.equal(x_prev, out["mean"]) and torch.equal(x0_hat, out["x0_hat"])
+    chained = x
+    for i in reversed(range(5)):
+        chained, _ = diff.p_sample(model, chained, i)
+    assert torch.equal(diff.p_sample_loop(model, x), chained)
 
-    betas = schedules.get_betas("linear-var", 10, noise_scale=0.005, noise_min=0.005, noise_max=0.01)
-    reference = GaussianDiffusion(betas)
-    parent = torch.nn.Sequential(torch.nn.Linear(3, 3), GaussianDiffusion(betas))
-    parent._apply(refuse_float64)
-    moved = parent[1]
-    for name, buf in moved.named_buffers():
-        assert buf.dtype == torch.float32, name
-        torch.testing.assert_close(buf, getattr(reference, name).float())
-    x0 = torch.randn(4, 3)
-    t = torch.tensor([0, 3, 6, 9])
-    noise = torch.randn(4, 3)
-    torch.testing.assert_close(moved.q_sample(x0, t, noise), reference.q_sample(x0, t, noise))
 
-    def unrelated(t):
-        raise TypeError("something else")
-
-    with pytest.raises(TypeError, match="something else"):        # other errors are not swallowed
-        GaussianDiffusion(betas)._apply(unrelated)
+def test_respaced_keeps_alpha_bar_at_the_kept_steps():
+    diff = make(T=10, name="linear")
+    steps = torch.tensor([1, 4, 9])
+    sub = respaced(diff, steps)
+    torch.testing.assert_close(sub.alpha_bar, diff.alpha_bar[steps])
+    torch.testing.assert_close(respaced(diff, torch.arange(10)).betas, diff.betas)
 
 
 # ------------------------------------------------ each term against its formula, replaying the noise
@@ -313,10 +308,10 @@ def test_sample_adds_the_posterior_noise_at_every_reverse_step():
     torch.testing.assert_close(traj[1], expected)
 
 
-def test_p_sample_with_one_step_noises_the_input_once():
+def test_p_sample_loop_with_one_step_noises_the_input_once():
     diff = make(T=5)
     x0 = torch.rand(2, 3, dtype=torch.float64)
-    _, traj = diff.p_sample(lambda x, t: x0, x0, steps=1, return_trajectory=True,
+    _, traj = diff.p_sample_loop(lambda x, t: x0, x0, steps=1, return_trajectory=True,
                             generator=torch.Generator().manual_seed(0))
     noised = diff.q_sample(x0, torch.zeros(2, dtype=torch.long), generator=torch.Generator().manual_seed(0))
     assert torch.equal(traj[0], noised) and not torch.equal(traj[0], x0)

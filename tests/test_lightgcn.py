@@ -8,7 +8,8 @@ import torch
 
 from tutorial_lib.data import InteractionData
 from tutorial_lib.metrics import evaluate
-from tutorial_lib.models.lightgcn import LightGCN, item_embeddings, normalized_adjacency
+from tutorial_lib.models.ldiffrec import item_embeddings
+from tutorial_lib.models.lightgcn import LightGCN, normalized_adjacency
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.train import fit
 
@@ -126,3 +127,12 @@ def test_a_user_with_every_item_has_no_bpr_negative():
 def test_item_embeddings_need_no_validation_split():
     emb = item_embeddings(tiny_data(), dim=4, layers=1, epochs=2, batch_size=2, device="cpu", progress=False)
     assert emb.shape == (3, 4) and np.isfinite(emb).all()
+
+
+def test_the_model_module_does_not_import_the_training_loop():
+    # LightGCN is a model; training it briefly for L-DiffRec's clusters is ldiffrec.item_embeddings
+    import subprocess
+    import sys
+    code = "import sys, tutorial_lib.models.lightgcn; print('tutorial_lib.train' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

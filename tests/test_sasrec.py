@@ -6,7 +6,7 @@ import torch
 from tutorial_lib.metrics import evaluate
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.models.sasrec import SASRec
-from tutorial_lib.models.transformer import TransformerEncoder, attention_mask
+from tutorial_lib.models.layers import TransformerEncoder, attention_mask
 from tutorial_lib.sequences import loo_synthetic
 from tutorial_lib.train import fit
 

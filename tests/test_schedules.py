@@ -39,15 +39,14 @@ def test_diffrec_linear_var_variance_is_linear():
     assert schedules.alpha_bar(betas)[-1].item() == pytest.approx(1 - 5e-5)
 
 
-def test_first_beta_as_the_released_diffrec_fixes_it():
-    # the release sets beta_1 = 1e-5 after building linear-var: 1 - alpha_bar_t then drops by
-    # 1.5e-5 at every t (the later betas are kept), to 3.5e-5 at T
-    paper = schedules.get_betas("linear-var", 40)
-    release = schedules.with_first_beta(paper, 1e-5)
-    assert release[0] == 1e-5 and torch.equal(release[1:], paper[1:]) and paper[0] == pytest.approx(2.5e-5)
-    assert 1 - schedules.alpha_bar(release)[-1].item() == pytest.approx(3.5e-5, rel=1e-3)
-    with pytest.raises(ValueError, match="beta_1"):
-        schedules.with_first_beta(paper, 0.0)
+def test_truncated_linear_for_few_steps_clips_where_the_release_lowers_the_end():
+    # T <= 20: 1000/T * 0.02 + 0.01 > 1. We clip at 0.999 (documented); the release would end
+    # at 1000/T * 0.001 + 0.01 = 0.135 at T = 8. The recipes' small DiffuRec uses T = 8.
+    betas = schedules.get_betas("trunc-linear", 8)
+    assert betas[0].item() == pytest.approx(125 * 1e-4 + 0.01)
+    assert (betas[3:] == 0.999).all()                   # linspace(0.0225, 2.51, 8) clipped
+    assert betas[2].item() == pytest.approx(0.0225 + 2 * (2.51 - 0.0225) / 7)
+    assert schedules.get_betas("trunc-linear", 21)[-1].item() == pytest.approx(1000 / 21 * 0.02 + 0.01)
 
 
 def test_linear_default_matches_ddpm_at_1000_steps():

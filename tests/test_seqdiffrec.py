@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from tutorial_lib import metrics, train
-from tutorial_lib.data import load_diffurec_pkl
+from tutorial_lib.datasets import load_diffurec_pkl
 from tutorial_lib.synthetic import make_synthetic
-from tutorial_lib.diffusion import normal_kl, sum_flat
+from tutorial_lib.diffusion import normal_kl, respaced, sum_flat
 from tutorial_lib.models.popularity import Popularity
-from tutorial_lib.models.seqdiffrec import SeqDiffRec, respaced
+from tutorial_lib.models.seqdiffrec import SeqDiffRec
 from tutorial_lib.sequences import loo_synthetic
 
 SMALL = dict(hidden=16, max_len=10, n_layers=1, n_heads=2, T=20)

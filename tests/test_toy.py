@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from tutorial_lib import schedules
-from tutorial_lib.diffusion import GaussianDiffusion, StepSampler
+from tutorial_lib.diffusion import GaussianDiffusion
 from tutorial_lib.models import toy
+from tutorial_lib.models.layers import timestep_embedding
+from tutorial_lib.step_sampler import StepSampler
 
 
 def test_mixture_marginal_pdf_closed_form():
@@ -47,13 +49,13 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="stds must be > 0"):
         toy.sample_mixture(10, stds=(0.3, -1.0))
     with pytest.raises(ValueError, match="even number"):
-        toy.timestep_embedding(torch.arange(3), 5)
+        timestep_embedding(torch.arange(3), 5)
     with pytest.raises(ValueError, match=r"shape \(B, 1\)"):
         toy.ToyDenoiser(dim=1)(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
 
 
 def test_timestep_embedding_values():
-    emb = toy.timestep_embedding(torch.tensor([0, 3]), 4)       # freqs 1 and 1/100
+    emb = timestep_embedding(torch.tensor([0, 3]), 4)       # freqs 1 and 1/100
     assert emb[0].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert emb[1].tolist() == pytest.approx([math.cos(3), math.cos(0.03), math.sin(3), math.sin(0.03)], abs=1e-6)
 

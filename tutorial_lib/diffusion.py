@@ -97,20 +97,6 @@ class GaussianDiffusion(nn.Module):
         for name, value in buffers.items():
             self.register_buffer(name, value, persistent=False)
 
-    def _apply(self, fn, recurse=True):
-        """What ``.to(device)`` runs. Apple's MPS holds no float64 (moving a float64 tensor there
-        raises a TypeError naming float64): there the schedule is stored in float32 instead, which
-        loses precision in ``1 - alpha_bar`` at DiffRec's tiny noise. CPU and CUDA keep float64.
-        (Not tested on Apple hardware: the fallback is tested with a stand-in device.)"""
-        try:
-            return super()._apply(fn, recurse)
-        except TypeError as err:
-            if "float64" not in str(err) or all(b.dtype != torch.float64 for b in self._buffers.values()):
-                raise
-        for name, buf in self._buffers.items():
-            self._buffers[name] = buf.float()
-        return super()._apply(fn, recurse)
-
     # ----------------------------------------------------------------- helpers
     def _at(self, arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """arr[t] as x's dtype, shaped (B, 1, ..., 1) to broadcast against x (B, ...)."""
@@ -118,8 +104,7 @@ class GaussianDiffusion(nn.Module):
 
     def _check_t(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         t = torch.as_tensor(t)
-        if t.ndim == 0:
-            t = t.expand(batch)
+        t = t.expand(batch) if t.ndim == 0 else t
         if t.shape != (batch,):
             raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
         if t.dtype not in (torch.int64, torch.int32):
@@ -156,13 +141,9 @@ class GaussianDiffusion(nn.Module):
             raise ValueError(f"noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
         return self._at(self.sqrt_alpha_bar, t, x0) * x0 + self._at(self.sqrt_one_minus_alpha_bar, t, x0) * noise
 
-    add_noise = q_sample
-
     def q_sample_chain(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Run the Markov chain x_1, ..., x_T one step at a time; returns (T, B, D).
-
-        Only for teaching and testing: ``q_sample`` gives the same marginals in one step.
-        """
+        """The Markov chain x_1, ..., x_T one step at a time, for teaching (``q_sample`` gives the
+        same marginals in one go); returns (T, B, D)."""
         xs, x = [], x0
         for i in range(self.T):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -189,21 +170,20 @@ class GaussianDiffusion(nn.Module):
         return out if self.mean_type == "x0" else self.predict_x0_from_eps(x_t, t, out)
 
     def p_mean_variance(self, model, x_t: torch.Tensor, t: torch.Tensor) -> dict:
-        """Parameters of p_theta(x_{t-1} | x_t): mean mu_theta = mu~_t(x_t, x0_hat), variance beta~_t.
-
-        Returns a dict with ``mean`` (B, D), ``variance`` and ``log_variance`` (B, 1), ``x0_hat`` (B, D).
-        """
+        """p_theta(x_{t-1} | x_t): ``mean`` mu~_t(x_t, x0_hat) (B, D), ``variance`` beta~_t and
+        ``log_variance`` (B, 1), and ``x0_hat`` (B, D)."""
         t = self._check_t(t, x_t.shape[0])
         x0_hat = self.predict_x0(model, x_t, t)
         mean, var, log_var = self.q_posterior_mean_variance(x0_hat, x_t, t)
         return {"mean": mean, "variance": var, "log_variance": log_var, "x0_hat": x0_hat}
 
-    def p_step(self, model, x_t: torch.Tensor, t: int, sampling_noise: bool = False,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One reverse step x_t -> x_{t-1} at 0-based step ``t``; returns (x_{t-1}, x0_hat).
+    def p_sample(self, model, x_t: torch.Tensor, t: int, sampling_noise: bool = False,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reverse step x_t -> x_{t-1} at 0-based step ``t``; returns (x_{t-1}, x0_hat), each (B, D).
 
-        Without ``sampling_noise`` the step returns the mean (DiffRec's inference).
-        (Hugging Face diffusers calls this ``step``.)
+        x_{t-1} = mu_theta(x_t, t) + sqrt(beta~_t) z with z ~ N(0, I), no noise at the last
+        step (t = 0). Without ``sampling_noise`` the step returns the mean (DiffRec's inference).
+        (DDPM's p_sample; Hugging Face diffusers calls it ``step``.)
         """
         tt = torch.full((x_t.shape[0],), int(t), dtype=torch.long, device=x_t.device)
         out = self.p_mean_variance(model, x_t, tt)
@@ -213,17 +193,13 @@ class GaussianDiffusion(nn.Module):
         return out["mean"], out["x0_hat"]
 
     @torch.no_grad()
-    def p_sample(self, model, x_start: torch.Tensor, steps: int = 0, sampling_noise: bool = False,
-                 return_trajectory: bool = False, reverse_steps: int | None = None,
-                 generator: torch.Generator | None = None):
-        """DiffRec's inference: noise x_start for ``steps`` steps, then denoise.
-
-        x_start (B, D): the user's (un-noised) interaction vectors. ``steps = 0`` adds no
-        noise (DiffRec's best setting on clean data). The reverse chain then runs
-        ``reverse_steps`` steps, from step reverse_steps down to 1; by default all T, as in
-        DiffRec's released code (which always runs the whole chain).
-        Returns x_0 estimate (B, D), or (x_0, trajectory) with trajectory (S+1, B, D) the
-        states from the starting x_t to the final x_0 when ``return_trajectory``.
+    def p_sample_loop(self, model, x_start: torch.Tensor, steps: int = 0, sampling_noise: bool = False,
+                      return_trajectory: bool = False, reverse_steps: int | None = None,
+                      generator: torch.Generator | None = None):
+        """The whole reverse chain, as DiffRec infers: noise x_start (B, D) for ``steps`` steps
+        (0: none, DiffRec's best on clean data), then ``reverse_steps`` steps of ``p_sample``
+        from step reverse_steps down to 1 (default all T, as the released code).
+        Returns x_0 (B, D), and with ``return_trajectory`` the states x_t .. x_0 (S+1, B, D).
         """
         if not 0 <= steps <= self.T:
             raise ValueError(f"steps must lie in [0, T={self.T}], got {steps}")
@@ -236,7 +212,7 @@ class GaussianDiffusion(nn.Module):
             x_t = self.q_sample(x_start, t, generator=generator)
         traj = [x_t]
         for i in reversed(range(reverse_steps)):
-            x_t, _ = self.p_step(model, x_t, i, sampling_noise=sampling_noise, generator=generator)
+            x_t, _ = self.p_sample(model, x_t, i, sampling_noise=sampling_noise, generator=generator)
             if return_trajectory:
                 traj.append(x_t)
         return (x_t, torch.stack(traj)) if return_trajectory else x_t
@@ -244,20 +220,14 @@ class GaussianDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, model, shape: tuple[int, ...], device=None, return_trajectory: bool = False,
                generator: torch.Generator | None = None):
-        """Generate from pure noise: x_T ~ N(0, I), then T noisy reverse steps (DDPM ancestral sampling).
+        """Generate from pure noise: x_T ~ N(0, I), then T noisy reverse steps (DDPM's Algorithm 2).
 
         ``device`` defaults to the generator's, else to the schedule's (where ``.to()`` put it)."""
         if device is None:
             device = generator.device if generator is not None else self.betas.device
         x_T = torch.randn(shape, generator=generator, device=device)
-        return self._reverse_from(model, x_T, return_trajectory, generator)
-
-    def _reverse_from(self, model, x_t, return_trajectory, generator):
-        traj = [x_t]
-        for i in reversed(range(self.T)):
-            x_t, _ = self.p_step(model, x_t, i, sampling_noise=True, generator=generator)
-            traj.append(x_t)
-        return (x_t, torch.stack(traj)) if return_trajectory else x_t
+        return self.p_sample_loop(model, x_T, sampling_noise=True, return_trajectory=return_trajectory,
+                                  generator=generator)
 
     # ----------------------------------------------------------------- training
     def training_losses(self, model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None,
@@ -265,11 +235,9 @@ class GaussianDiffusion(nn.Module):
         """Per-example losses for steps t (B,): the simplified ELBO DiffRec trains on.
 
         x0-prediction: mse = mean_d (x0_hat - x0)^2, weighted by SNR(t-1) - SNR(t) (1 at t = 1),
-        which equals 2 KL / D (D = the length of a row; the KL as above). eps-prediction: mse of the noise,
-        weighted as DiffRec's released code does, (1 - ab_t) / ((1 - ab_{t-1})^2 alpha_t), with
-        the x0-MSE/2 at t = 1. That weight is the release's, kept for parity: it is NOT the KL
-        factor beta_t / (2 alpha_t (1 - ab_{t-1})) of notebook 02 (it is 5x to 1200x larger on
-        a linear T = 50 schedule). The papers' models predict x0, whose weight is the KL's.
+        which equals 2 KL / D (D = the length of a row). eps-prediction: mse of the noise, weighted
+        as DiffRec's release, (1 - ab_t) / ((1 - ab_{t-1})^2 alpha_t), with the x0-MSE/2 at t = 1;
+        NOT the KL factor beta_t / (2 alpha_t (1 - ab_{t-1})) (5x to 1200x larger at linear T = 50).
         Returns ``loss`` (B,) (weighted when ``reweight``), ``mse`` (B,), ``x_t`` and ``output``.
         """
         t = self._check_t(t, x0.shape[0])
@@ -304,11 +272,9 @@ class GaussianDiffusion(nn.Module):
 
     def reconstruction_term(self, model, x0: torch.Tensor, noise: torch.Tensor | None = None,
                             variance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """E_q[-log p_theta(x_0 | x_1)], one Monte Carlo draw of x_1, summed over dimensions; (B,).
-
-        p_theta(x_0|x_1) is taken Gaussian around x0_hat(x_1, 1) with variance ``variance``
-        (default beta_1): -log p = ||x_0 - x0_hat||^2 / (2 var) + D/2 log(2 pi var).
-        """
+        """E_q[-log p_theta(x_0 | x_1)], one draw of x_1, summed over dimensions; (B,). p_theta(x_0|x_1)
+        is Gaussian around x0_hat(x_1, 1) with ``variance`` (default beta_1):
+        -log p = ||x_0 - x0_hat||^2 / (2 var) + D/2 log(2 pi var)."""
         t = torch.zeros(x0.shape[0], dtype=torch.long, device=x0.device)
         x1 = self.q_sample(x0, t, noise, generator=generator)
         x0_hat = self.predict_x0(model, x1, t)
@@ -316,11 +282,8 @@ class GaussianDiffusion(nn.Module):
         return sum_flat((x0 - x0_hat) ** 2) / (2 * var) + 0.5 * x0[0].numel() * math.log(2 * math.pi * var)
 
     def denoising_matching_terms(self, model, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) for paper steps t = 2..T; shape (T-1, B).
-
-        Row i is step t = i + 2 (0-based index i + 1). Each x_t is one draw from q(x_t|x_0);
-        the KL is summed over dimensions. Equal variances make each KL a weighted MSE.
-        """
+        """KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) for paper steps t = 2..T, summed over
+        dimensions, one draw of x_t each; (T-1, B), row i is paper step i + 2."""
         rows = []
         for i in range(1, self.T):
             t = torch.full((x0.shape[0],), i, dtype=torch.long, device=x0.device)
@@ -340,71 +303,13 @@ class GaussianDiffusion(nn.Module):
                 "denoising_matching": den.mean(dim=1), "total": (rec + prior + den.sum(0)).mean().item()}
 
 
-class StepSampler:
-    """Chooses the diffusion step t for each training example.
+def respaced(diffusion: GaussianDiffusion, steps: torch.Tensor) -> GaussianDiffusion:
+    """A diffusion over the sub-sequence ``steps`` (0-based, increasing) of ``diffusion``'s steps.
 
-    ``uniform``: t ~ U{0, ..., T-1}. ``importance`` (DiffRec): p_t proportional to
-    sqrt(E[L_t^2]) over each step's last ``history`` losses, mixed with a little uniform
-    mass; uniform until every step has ``history`` losses recorded.
-
-    ``sample`` returns (t (B,), w (B,)) where w = T * p_t (1 under uniform): divide each
-    loss by w to keep the estimate unbiased. Call ``update(t, losses)`` after each batch.
+    Keeps alpha_bar at those steps (Nichol & Dhariwal's respacing):
+    beta'_k = 1 - alpha_bar[steps[k]] / alpha_bar[steps[k-1]], with alpha_bar before the first = 1.
     """
-
-    METHODS = ("uniform", "importance")
-
-    def __init__(self, T: int, method: str = "importance", history: int = 10, uniform_prob: float = 0.001):
-        if method not in self.METHODS:
-            raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
-        if history < 1:
-            raise ValueError(f"history must be >= 1, got {history}")
-        self.T, self.method, self.history, self.uniform_prob = T, method, history, uniform_prob
-        self.loss_history = torch.zeros(T, history, dtype=torch.float64)
-        self.count = torch.zeros(T, dtype=torch.long)
-
-    @property
-    def warmed_up(self) -> bool:
-        return bool((self.count == self.history).all())
-
-    def probabilities(self) -> torch.Tensor:
-        """Current p_t over the T steps; (T,)."""
-        if self.method == "uniform" or not self.warmed_up:
-            return torch.full((self.T,), 1.0 / self.T, dtype=torch.float64)
-        rms = torch.sqrt((self.loss_history ** 2).mean(dim=1))
-        p = rms / rms.sum()
-        return p * (1 - self.uniform_prob) + self.uniform_prob / self.T
-
-    def sample(self, batch_size: int, device=None, generator: torch.Generator | None = None):
-        p = self.probabilities()
-        t = torch.multinomial(p, batch_size, replacement=True, generator=generator)
-        w = p[t] * self.T
-        return t.to(device), w.to(device=device, dtype=torch.float32)
-
-    def state(self) -> torch.Tensor:
-        """The sampler's memory as one (T, history + 1) tensor: loss history, then counts.
-
-        It is training state: models return it from ``get_extra_state`` so that checkpoints
-        (``train.fit(resume=True)``) continue with the same step distribution.
-        """
-        return torch.cat([self.loss_history, self.count[:, None].double()], 1)
-
-    def load_state(self, state: torch.Tensor) -> None:
-        """Restore what ``state()`` returned."""
-        if tuple(state.shape) != (self.T, self.history + 1):
-            raise ValueError(f"sampler state has shape {tuple(state.shape)}, expected "
-                             f"({self.T}, {self.history + 1}): was it saved with another T?")
-        self.loss_history.copy_(state[:, :-1])
-        self.count.copy_(state[:, -1].long())
-
-    def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
-        """Record losses (B,) of steps t (B,): each step keeps its last ``history`` values."""
-        if self.method == "uniform":
-            return
-        t = t.detach().cpu()
-        losses = losses.detach().cpu().to(torch.float64)
-        for step in torch.unique(t).tolist():
-            new = losses[t == step]
-            n = int(self.count[step])
-            merged = torch.cat([self.loss_history[step, :n], new])[-self.history:]
-            self.loss_history[step, :len(merged)] = merged
-            self.count[step] = len(merged)
+    ab = diffusion.alpha_bar[steps]
+    prev = torch.cat([ab.new_ones(1), ab[:-1]])
+    # beta' < 1 also where alpha_bar rounds to 0 (one step from s to 0 would make it exactly 1)
+    return GaussianDiffusion((1 - ab / prev).clamp(1e-12, 1 - 1e-12), mean_type="x0")

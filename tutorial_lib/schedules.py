@@ -125,7 +125,10 @@ def linear_var(T: int, noise_scale: float = 0.005, noise_min: float = 0.005,
 def truncated_linear(T: int) -> torch.Tensor:
     """DiffuRec's 'trunc_lin': beta linear from 1000/T * 1e-4 + 0.01 to 1000/T * 0.02 + 0.01.
 
-    At T = 32 the betas run from 0.013125 to 0.635: few steps, lots of noise each.
+    At T = 32 the betas run from 0.013125 to 0.635: few steps, lots of noise each. For T <= 20
+    the end passes 1 and we clip every beta at 0.999 (the last steps then erase the signal).
+    The released code lowers the end to 1000/T * 0.001 + 0.01 instead (0.135 at T = 8), a far
+    gentler schedule; the paper's T = 32 is not affected.
     """
     T = _check_T(T)
     scale = 1000 / T
@@ -151,18 +154,6 @@ def get_betas(name: str, T: int, **kwargs) -> torch.Tensor:
     if key not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
     return SCHEDULES[key](T, **kwargs)
-
-
-def with_first_beta(betas: torch.Tensor, beta_1: float) -> torch.Tensor:
-    """``betas`` (T,) with beta_1 replaced by ``beta_1``; the later betas are kept, so
-    alpha_bar_t changes for every t. DiffRec's released code does this by default
-    (``beta_fixed=True``: beta_1 = 1e-5, after Sohl-Dickstein et al. 2015); the paper's
-    linear-var formula gives beta_1 = noise_scale * noise_min (2.5e-5 on ML-1M)."""
-    if not 0 < beta_1 < 1:
-        raise ValueError(f"beta_1 must lie in (0, 1), got {beta_1!r}")
-    betas = betas.clone()
-    betas[0] = beta_1
-    return _validate(betas, "with_first_beta")
 
 
 def alpha_bar(betas: torch.Tensor) -> torch.Tensor:

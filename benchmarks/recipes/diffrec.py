@@ -24,12 +24,11 @@ Baselines, tuned on the validation split of ml-1m_clean (never on test):
   (0.2, 2,000) 0.1121, (0.2, 20,000) 0.1114, (0.5, 2,000) 0.1114; MULTIVAE holds the winner.
   (The paper's 200,000 steps suit ML-20M; on ML-1M's 12 updates per epoch beta would stay ~0.)
 
-Speed on a CPU (same results as the released code's loop, fewer FLOPs): valid and test
-share one reverse chain per evaluation (the input is the same training row), and the
-deterministic chain runs in the denoiser's first hidden layer (DiffRec.predict); training
-uses a fused AdamW kernel and draws the input-dropout mask with torch.rand (InputDropout). Set
-OMP_NUM_THREADS=1 when the cores are shared: two OpenMP threads fighting other jobs can be
-several times slower than one.
+Speed on a CPU: DiffRec is ``FastDiffRec`` (tutorial_lib/models/diffrec_fast.py), the same
+model with exact shortcuts: valid and test share one reverse chain per evaluation, the
+deterministic chain runs in the denoiser's first hidden layer, training uses a fused AdamW
+kernel and draws the input-dropout mask with torch.rand. Set OMP_NUM_THREADS=1 when the
+cores are shared: two OpenMP threads fighting other jobs can be several times slower than one.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ import torch
 from tutorial_lib.datasets import load_diffrec_npy
 from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.metrics import evaluate
-from tutorial_lib.models.diffrec import DiffRec
+from tutorial_lib.models.diffrec_fast import FastDiffRec
 from tutorial_lib.models.ease import EASE
 from tutorial_lib.models.multivae import MultiVAE
 from tutorial_lib.models.popularity import Popularity
@@ -131,9 +130,9 @@ def diffrec(args) -> dict:
     data = load(args)
     seed_everything(args.seed)
     cfg = SYNTHETIC_DIFFREC if args.dataset == "synthetic" else DIFFREC
-    model = DiffRec(data.n_items, **cfg)
+    model = FastDiffRec(data.n_items, **cfg)
     return _trained(args, model, data, EPOCHS, lr=1e-3, weight_decay=0.0, batch_size=400,
-                    optimizer=None)         # the model's own: AdamW, fused (DiffRec.configure_optimizers)
+                    optimizer=None)         # the model's own: AdamW, fused (FastDiffRec.configure_optimizers)
 
 
 RECIPES = {"popularity": popularity, "ease": ease, "multivae": multivae, "diffrec": diffrec}

@@ -13,14 +13,16 @@ MLP [300], lambda 0.03, T = 40, noise 0.005 / 0.005 / 0.02, lr 1e-3 / 5e-4, batc
 T-DiffRec is DiffRec's best ML-1M setting (AdamW lr 1e-3, dims [200, 600], T = 40, noise
 0.005 / 0.005 / 0.01) on time-weighted rows, w_min 0.1 .. w_max 1 (linear in time order).
 LT-DiffRec is L-DiffRec on the same weighted rows. ``--fast`` is a smoke run, not the paper.
+The models are the ``Fast*`` classes of tutorial_lib/models/diffrec_fast.py: the same models
+with exact speed shortcuts (T-DiffRec: all of DiffRec's; L-DiffRec: the denoiser's input dropout
+drawn with torch.rand).
 """
 from __future__ import annotations
 
 import time
 
-from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items
-from tutorial_lib.models.lightgcn import item_embeddings
-from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec
+from tutorial_lib.models.diffrec_fast import FastLDiffRec, FastLTDiffRec, FastTDiffRec
+from tutorial_lib.models.ldiffrec import cluster_items, item_embeddings
 from tutorial_lib.train import fit
 from tutorial_lib.utils import seed_everything
 
@@ -69,17 +71,17 @@ def _latent(model_cls, args, **kw):
 
 
 def ldiffrec(args) -> dict:
-    return _latent(LDiffRec, args)
+    return _latent(FastLDiffRec, args)
 
 
 def ltdiffrec(args) -> dict:
-    return _latent(LTDiffRec, args, w_min=W_MIN, w_max=W_MAX)
+    return _latent(FastLTDiffRec, args, w_min=W_MIN, w_max=W_MAX)
 
 
 def tdiffrec(args) -> dict:
     seed_everything(args.seed)
     data = load(args)
-    model = TDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
+    model = FastTDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
     return run(model, data, args, EPOCHS, extra={"w_min": W_MIN, "w_max": W_MAX})
 
 

@@ -168,8 +168,6 @@ def run_diffurec(args) -> dict:
     data = load(args)
     small = args.fast or args.dataset == "synthetic"
     config, train = (FAST_DIFFUREC, FAST_TRAIN) if small else (DIFFUREC, DIFFUREC_TRAIN)
-    if getattr(args, "release_padding", False):                  # ablation (reproduce.py --release-padding)
-        config = dict(config, release_padding=True)
     model = _diffurec(data.n_items, config, pick_device(args.device), eval_seed=args.seed)
     hist, dev = _train(model, data, args, train, optimizer=None)     # Adam + StepLR (the model's)
     return _result(args, model, data, hist, dev, {"config": config})
@@ -291,8 +289,6 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=60, help="grid: epochs per config")
     p.add_argument("--checkpoint", help="evalseeds: a fit() checkpoint of the DiffuRec recipe")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="evalseeds: eval seeds")
-    p.add_argument("--release-padding", action="store_true",
-                   help="evalseeds: the checkpoint was trained with reproduce.py --release-padding")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -300,8 +296,7 @@ def main(argv=None):
     if a.command == "evalseeds":
         if a.model != "diffurec" or not a.checkpoint:
             raise SystemExit("evalseeds: diffurec with --checkpoint PATH")
-        config = dict(DIFFUREC, release_padding=True) if a.release_padding else DIFFUREC
-        for row in eval_seeds(data, a.checkpoint, a.seeds, a.device, config):
+        for row in eval_seeds(data, a.checkpoint, a.seeds, a.device):
             print(json.dumps(row), flush=True)
         return
     if a.command == "grid":

@@ -24,18 +24,16 @@ t = T..1, the last step returning x0_hat itself; items are ranked by x_0 . e_i.
 
 Differences from the released code (WHUIR/DiffuRec), all deliberate:
 * padded positions are masked as attention *keys* (the release masks query rows, so its
-  padding embeddings leak into real positions); a padded position never changes the output
+  padding embeddings leak into real positions and the amount of padding changes the output;
+  ``research/ablations.py`` puts the release's mask back)
 * the reverse chain samples with the posterior variance beta~_t (the release uses beta_t)
 * inference noise comes from a seeded generator, so evaluation is reproducible
-* the padding id is not a candidate item in the ranking
-``release_padding=True`` puts the release's padding back, as an ablation for measuring what it
-does (RESULTS.md): PAD query rows blanked, PAD keys attended, windows never trimmed (always
-``max_len`` wide), so the amount of padding changes the output.
-Speed: the last block computes the last position only (exact), and on a CPU batches are sorted
-by length and trimmed of padding chunk by chunk (``sequences.length_chunks``; exact for the
-network, but the noise is drawn chunk by chunk, lambda at the chunk's trimmed width, so
-``chunk_size``, the other users in a chunk and the device decide which user gets which draw:
-the same settings on the same device repeat exactly).
+* the padding id is not a candidate item: not in the ranking, and not in the training
+  cross-entropy's softmax (the release keeps the padding row there as one more negative class)
+Speed: the last block computes the last position only (exact); on a CPU batches are sorted by
+length and trimmed of padding chunk by chunk (``sequences.length_chunks``: exact for the
+network, but the noise is drawn chunk by chunk, so ``chunk_size``, the other users in a chunk
+and the device decide which user gets which draw; the same settings repeat exactly).
 """
 from __future__ import annotations
 
@@ -49,22 +47,20 @@ from ..data import user_ids
 from ..schedules import get_betas
 from ..sequences import (MAX_LEN, PAD, SequenceBatches, check_batch, check_max_len, eval_inputs,
                          length_chunks)
-from .toy import timestep_embedding
-from .transformer import TransformerEncoder
+from .layers import TransformerEncoder, timestep_embedding
 
 
 class Approximator(nn.Module):
     """f_theta(x_t, t | history) -> x0_hat: the Transformer that denoises the target embedding."""
 
     def __init__(self, hidden: int = 128, heads: int = 4, n_blocks: int = 4, dropout: float = 0.1,
-                 T: int = 32, lambda_mean: float = 0.001, lambda_std: float = 0.001,
-                 release_padding: bool = False):
+                 T: int = 32, lambda_mean: float = 0.001, lambda_std: float = 0.001):
         super().__init__()
         self.hidden, self.T = hidden, T
         self.lambda_mean, self.lambda_std = lambda_mean, lambda_std
         self.step_mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.SiLU(), nn.Linear(4 * hidden, hidden))
         self.encoder = TransformerEncoder(hidden, heads, n_blocks, dropout, causal=False,
-                                          norm_first=True, block_dropout=True, release_padding=release_padding)
+                                          norm_first=True, block_dropout=True)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
 
@@ -91,7 +87,6 @@ class DiffuRec(nn.Module):
         chunk_size: length-sorted micro-batches (None = trim the whole batch only).
         amp: bf16 autocast; None = on CUDA only.
         eval_seed: seeds the inference noise (x_T, the reverse steps' noise and lambda).
-        release_padding: ablation only: the released code's padding (see above).
         lr_decay_step, lr_gamma: the released code's StepLR (lr x 0.1 every 100 epochs), applied
             when train.fit builds the optimizer with ``configure_optimizers`` (optimizer=None).
     """
@@ -100,7 +95,7 @@ class DiffuRec(nn.Module):
                  heads: int = 4, dropout: float = 0.1, emb_dropout: float = 0.3, T: int = 32,
                  schedule: str = "trunc-linear", lambda_mean: float = 0.001, lambda_std: float = 0.001,
                  chunk_size: int | None = 64, amp: bool | None = None, eval_seed: int = 0,
-                 lr_decay_step: int | None = 100, lr_gamma: float = 0.1, release_padding: bool = False):
+                 lr_decay_step: int | None = 100, lr_gamma: float = 0.1):
         super().__init__()
         if n_items < 1:
             raise ValueError(f"n_items must be >= 1, got {n_items}")
@@ -108,14 +103,12 @@ class DiffuRec(nn.Module):
             raise ValueError(f"hidden must be an even number >= 2 (the sinusoidal step embedding "
                              f"has hidden / 2 frequencies), got {hidden}")
         self.n_items, self.hidden, self.max_len = n_items, hidden, check_max_len(max_len)
-        self.release_padding = release_padding
         self.chunk_size, self.amp, self.eval_seed = chunk_size, amp, eval_seed
         self.item_emb = nn.Embedding(n_items + 1, hidden)                       # N(0, 1), as released
         self.emb_dropout = nn.Dropout(emb_dropout)
         self.emb_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.diffusion = GaussianDiffusion(get_betas(schedule, T), mean_type="x0")
-        self.approximator = Approximator(hidden, heads, n_blocks, dropout, T, lambda_mean, lambda_std,
-                                         release_padding)
+        self.approximator = Approximator(hidden, heads, n_blocks, dropout, T, lambda_mean, lambda_std)
         self.lr_decay_step, self.lr_gamma = lr_decay_step, lr_gamma
         self._optimizer: torch.optim.Optimizer | None = None
         self._train_cache: tuple[object, SequenceBatches] | None = None
@@ -133,9 +126,7 @@ class DiffuRec(nn.Module):
         return self.emb_norm(self.emb_dropout(self.item_emb(windows)))
 
     def _chunks(self, windows: torch.Tensor):
-        """length_chunks, or the whole untrimmed batch when padding matters (release_padding)."""
-        if self.release_padding:
-            return [(torch.arange(len(windows), device=windows.device), windows)]
+        """[(rows, trimmed windows)]: the batch sorted by length, in chunks (sequences.length_chunks)."""
         return length_chunks(windows, self.chunk_size)
 
     def logits(self, x0: torch.Tensor) -> torch.Tensor:
@@ -195,7 +186,7 @@ class DiffuRec(nn.Module):
         x = torch.randn(len(windows), self.hidden, generator=generator, device=windows.device, dtype=h.dtype)
         states, preds = [x], []
         for i in reversed(range(self.T)):
-            x, x0_hat = self.diffusion.p_step(f, x, i, sampling_noise=True, generator=generator)
+            x, x0_hat = self.diffusion.p_sample(f, x, i, sampling_noise=True, generator=generator)
             states.append(x)
             preds.append(x0_hat)
         return (x, torch.stack(states), torch.stack(preds)) if return_trajectory else x

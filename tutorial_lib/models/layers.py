@@ -1,6 +1,12 @@
-r"""A small Transformer encoder for item sequences (SASRec, DiffuRec, SeqDiffRec share it).
+r"""Building blocks the models share: the sinusoidal step embedding and a small Transformer.
 
-One block (Vaswani et al. 2017), pre-LN as DiffuRec's and SASRec's code, post-LN on request:
+**Step embedding** (Vaswani et al. 2017; Ho et al. 2020), for steps t (B,) and an even size d:
+
+    emb(t) = [cos(t w_0), ..., cos(t w_{d/2-1}), sin(t w_0), ..., sin(t w_{d/2-1})],
+    w_i = 10000^{-i / (d/2)}                 (all cosines, then all sines, as DiffRec's code)
+
+**Transformer encoder** for item sequences (SASRec, DiffuRec and SeqDiffRec share it). One block,
+pre-LN as DiffuRec's and SASRec's code, post-LN on request:
 
     pre-LN   (norm_first=True):   h <- h + Dropout(MHA(LN(h)))      h <- h + Dropout(FFN(LN(h)))
     post-LN  (norm_first=False):  h <- LN(h + Dropout(MHA(h)))      h <- LN(h + Dropout(FFN(h)))
@@ -25,25 +31,25 @@ left-padded window always has position L - 1, so trimming all-padding columns
 ``last_only=True`` computes the final block's queries at the last position only: the models
 read only that row (the representation of the whole history), and all the other rows of the
 final block would be thrown away. Exact, and about a quarter of the encoder's work saved.
-
-``release_padding=True`` is an *ablation*, not for use: it reproduces DiffuRec's released
-mask, which blanks the *query* rows of PAD positions (they attend to every key with equal
-weight) and leaves PAD *keys* open, so real positions attend to the padding and the amount of
-padding changes the output. Padded rows are not zeroed, and trimming padding is not exact.
-The release overwrites the scores of those rows with -1e9 (``masked_fill``); we zero their
-queries instead, which gives the same uniform rows and the same gradients (none reach the
-blanked scores) with no mask at all. An additive -1e9 mask would not: its gradient passes
-through to the blanked scores. It also hit a NaN loss in epoch 9 on an H200; large additive
-masks are a known source of NaN gradients in CUDA's memory-efficient attention (PyTorch issue
-#109517).
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of steps t (B,) (integers, or floats for rescaled steps) -> (B, dim)."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2 or dim % 2:
+        raise ValueError(f"embedding dim must be an even number >= 2, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float().unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 
 def attention_mask(pad: torch.Tensor, causal: bool, n_queries: int | None = None) -> torch.Tensor:
@@ -74,14 +80,11 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.W_Q, self.W_KV, self.W_O = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
 
-    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor | None,
-                q_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """mask (B, 1, Lq, L) or None; q_keep (B, 1, Lq, 1) zeroes the queries of some rows."""
+    def forward(self, q_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q_in (B, Lq, d), kv_in (B, L, d), mask (B, 1, Lq, L) or None -> (B, Lq, d)."""
         B, Lq, d = q_in.shape
         split = lambda x: x.view(B, x.shape[1], self.heads, d // self.heads).transpose(1, 2)
         q = split(self.W_Q(q_in))                                       # (B, h, Lq, d_k)
-        if q_keep is not None:      # a zero query scores every key 0: its softmax row is uniform
-            q = q * q_keep
         k, v = (split(x) for x in self.W_KV(kv_in).chunk(2, dim=-1))    # (B, h, L, d_k)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -100,14 +103,13 @@ class TransformerBlock(nn.Module):
         self.ln_attn, self.ln_ffn = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor | None, n_queries: int,
-                q_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None, n_queries: int) -> torch.Tensor:
         """h (B, L, d), mask (B, 1, Lq, L) -> (B, Lq, d), the last Lq = n_queries rows."""
         if self.norm_first:
             x = self.ln_attn(h)
-            h = h[:, -n_queries:] + self.drop(self.attn(x[:, -n_queries:], x, mask, q_keep))
+            h = h[:, -n_queries:] + self.drop(self.attn(x[:, -n_queries:], x, mask))
             return h + self.drop(self.ffn(self.ln_ffn(h)))
-        h = self.ln_attn(h[:, -n_queries:] + self.drop(self.attn(h[:, -n_queries:], h, mask, q_keep)))
+        h = self.ln_attn(h[:, -n_queries:] + self.drop(self.attn(h[:, -n_queries:], h, mask)))
         return self.ln_ffn(h + self.drop(self.ffn(h)))
 
 
@@ -134,19 +136,15 @@ class TransformerEncoder(nn.Module):
         norm_first: pre-LN (True) or post-LN blocks.
         final_norm: a LayerNorm after the last block (pre-LN stacks usually want one).
         block_dropout: extra dropout on each block's output (DiffuRec's released blocks).
-        release_padding: ablation only: DiffuRec's released mask (module docstring); padding
-            then changes the output. Bidirectional only.
     """
 
     def __init__(self, d: int = 128, heads: int = 4, n_blocks: int = 2, dropout: float = 0.1,
                  causal: bool = False, norm_first: bool = True, final_norm: bool = False,
-                 block_dropout: bool = False, release_padding: bool = False):
+                 block_dropout: bool = False):
         super().__init__()
         if n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
-        if release_padding and causal:
-            raise ValueError("release_padding reproduces DiffuRec's bidirectional mask; it has no causal form")
-        self.causal, self.block_dropout, self.release_padding = causal, block_dropout, release_padding
+        self.causal, self.block_dropout = causal, block_dropout
         self.blocks = nn.ModuleList(TransformerBlock(d, heads, dropout, norm_first) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(d, eps=1e-12) if final_norm else nn.Identity()
         self.drop = nn.Dropout(dropout)
@@ -162,16 +160,11 @@ class TransformerEncoder(nn.Module):
         if pad.dtype != torch.bool:
             raise ValueError(f"pad must be a bool mask (True at PAD), got dtype {pad.dtype}")
         L = h.shape[1]
-        if self.release_padding:    # the release's blanked PAD query rows (module docstring)
-            full, keep = None, torch.ones_like(pad, dtype=h.dtype).unsqueeze(-1)
-            q_keep = (~pad)[:, None, :, None].to(h.dtype)                   # (B, 1, L, 1)
-        else:
-            full, keep, q_keep = attention_mask(pad, self.causal), (~pad).unsqueeze(-1).to(h.dtype), None
+        full, keep = attention_mask(pad, self.causal), (~pad).unsqueeze(-1).to(h.dtype)
         for j, block in enumerate(self.blocks):
             last = last_only and j == len(self.blocks) - 1
             n_q = 1 if last else L
-            h = block(h, None if full is None else full[:, :, -n_q:], n_q,
-                      None if q_keep is None else q_keep[:, :, -n_q:])
+            h = block(h, full[:, :, -n_q:], n_q)
             if self.block_dropout:
                 h = self.drop(h)
             h = h * keep[:, -n_q:]

@@ -36,10 +36,8 @@ for one batch, with importance-sampled steps t ~ p_t:
 with the diffusion weight annealed down per epoch e, lambda_e = max((1 - e / 500) lambda,
 0.005), and the KL weight annealed up per step s, beta_s = min(s / 200, 0.3). The paper's
 ML-1M setting: C = 2, encoder [300], MLP [300], lambda = 0.03, T = 40, noise
-0.005 / 0.005 / 0.02, lr 1e-3 (autoencoder) and 5e-4 (denoiser).
-
-Inference: z = mu(x), reverse chain from z (``sampling_steps = 0``: no noise added),
-scores = dec(z_hat).
+0.005 / 0.005 / 0.02, lr 1e-3 (autoencoder) and 5e-4 (denoiser). Inference: z = mu(x), the
+reverse chain from z (``sampling_steps = 0``: no noise added), scores = dec(z_hat).
 """
 from __future__ import annotations
 
@@ -52,19 +50,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..diffusion import GaussianDiffusion, StepSampler
 from ..data import user_ids
+from ..diffusion import GaussianDiffusion
 from ..schedules import get_betas
+from ..step_sampler import StepSampler
 from .diffrec import DiffRecMLP
+from .lightgcn import LightGCN
 
 
 # ----------------------------------------------------------------------------- clusters
-def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """KMeans labels (I,) in 0..C-1 of the item embeddings (I, e): every item in one cluster.
+def item_embeddings(data, dim: int = 64, layers: int = 3, epochs: int = 20, lr: float = 1e-3,
+                    batch_size: int = 2048, reg: float = 1e-4, device="auto", seed: int = 0,
+                    progress: bool = True) -> np.ndarray:
+    """Train LightGCN briefly (seeded); its item embeddings (I, d). A short run is enough (items that
+    co-occur end up close); the released code loads a fully trained LightGCN's embeddings."""
+    from ..train import fit
+    from ..utils import seed_everything
 
-    Clusters are renumbered by size, largest first, so the labels do not depend on
-    KMeans' arbitrary numbering.
-    """
+    seed_everything(seed)
+    model = LightGCN(data, dim=dim, layers=layers, reg=reg)
+    fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam",
+        eval_every=None, patience=None, test=False, device=device, seed=seed, progress=progress)
+    return model.item_embeddings()
+
+
+def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """KMeans labels (I,) in 0..C-1 of the item embeddings (I, e), renumbered by cluster size
+    (largest first), so the labels do not depend on KMeans' arbitrary numbering."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -91,13 +103,10 @@ def cluster_items(item_embeddings, n_clusters: int, seed: int = 0) -> np.ndarray
 
 def latent_sizes(cluster_sizes: Sequence[int], dims: Sequence[int],
                  what: str = "encoder_dims") -> list[list[int]]:
-    """Per-cluster layer widths: cluster c gets int(I_c / I * h) of every width h (>= 1).
-
-    The last cluster takes the remainder, so the widths of each layer sum to ``dims`` (the
-    released code's split). Where that leaves the last cluster nothing (small clusters rounded
-    up to 1), the layer is split by largest remainder after one unit per cluster instead.
-    Returns C lists, each as long as ``dims``; ``what`` names ``dims`` in the error.
-    """
+    """Per-cluster layer widths: cluster c gets int(I_c / I * h) of every width h (>= 1), the last
+    cluster the remainder, so each layer sums to ``dims`` (the released code's split). Where that
+    leaves the last cluster nothing, the layer is split by largest remainder after one unit per
+    cluster. Returns C lists, each as long as ``dims``; ``what`` names ``dims`` in errors."""
     sizes, total = list(cluster_sizes), sum(cluster_sizes)
     if min(dims) < len(sizes):
         raise ValueError(f"{what} {list(dims)} are too small for {len(sizes)} clusters: "
@@ -160,8 +169,7 @@ class ClusterVAE(nn.Module):
             raise ValueError(f"encoder_dims must be a non-empty list of positive widths, got {encoder_dims!r}")
         self.n_items, self.n_clusters = len(clusters), C
         self.cluster_sizes = sizes.tolist()
-        # item order grouped by cluster ("category_map"), and its inverse
-        order = np.argsort(clusters, kind="stable")
+        order = np.argsort(clusters, kind="stable")     # items grouped by cluster ("category_map")
         self.register_buffer("order", torch.as_tensor(order, dtype=torch.long), persistent=False)
         self.register_buffer("inverse", torch.as_tensor(np.argsort(order), dtype=torch.long),
                              persistent=False)
@@ -189,9 +197,7 @@ class ClusterVAE(nn.Module):
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mu + sigma * eps while training, z = mu in eval mode; (B, d)."""
-        if not self.training:
-            return mu
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d) -> item logits (B, I) in the original item order."""
@@ -228,6 +234,8 @@ class LDiffRec(nn.Module):
             passes time-weighted rows).
     """
 
+    denoiser_class = DiffRecMLP
+
     def __init__(self, n_items: int, clusters=None, encoder_dims: Sequence[int] = (300,),
                  decoder_dims: Sequence[int] = (), dropout: float = 0.1,
                  mlp_dims: Sequence[int] = (300,), emb_size: int = 10, mlp_dropout: float = 0.5,
@@ -249,8 +257,8 @@ class LDiffRec(nn.Module):
         self.n_items = int(n_items)
         self.vae = ClusterVAE(clusters, encoder_dims, decoder_dims, dropout)
         d = self.vae.latent_dim
-        self.denoiser = DiffRecMLP([d, *mlp_dims[::-1]], [*mlp_dims, d], emb_size=emb_size,
-                                   dropout=mlp_dropout)
+        self.denoiser = self.denoiser_class([d, *mlp_dims[::-1]], [*mlp_dims, d], emb_size=emb_size,
+                                            dropout=mlp_dropout)
         betas = get_betas("linear-var", T, noise_scale=noise_scale, noise_min=noise_min,
                           noise_max=noise_max)
         self.diffusion = GaussianDiffusion(betas, "x0")
@@ -264,34 +272,23 @@ class LDiffRec(nn.Module):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     # ------------------------------------------------------------------ data
-    def input_matrix(self, data) -> sp.csr_matrix:
-        """x of every user, (n_users, I) CSR (binary train rows, or ``input_fn(data)``)."""
+    def input_rows(self, data, users) -> torch.Tensor:
+        """Dense rows x (len(users), I) of ``data.train`` (or ``input_fn(data)``), on the model's device."""
         if data.n_items != self.n_items:
             raise ValueError(f"data has {data.n_items} items but the model was built for {self.n_items}")
-        return sp.csr_matrix(data.train if self.input_fn is None else self.input_fn(data))
-
-    def _rows(self, matrix: sp.csr_matrix, users) -> torch.Tensor:
-        w = next(self.denoiser.parameters())            # the model's device and dtype
-        rows = matrix[user_ids(users, matrix.shape[0])].toarray()
+        matrix = sp.csr_matrix(data.train if self.input_fn is None else self.input_fn(data))
+        w = self.denoiser.emb_layer.weight
+        rows = matrix[user_ids(torch.as_tensor(users).cpu().numpy(), data.n_users)].toarray()
         return torch.as_tensor(rows, dtype=w.dtype, device=w.device)
-
-    def input_rows(self, data, users) -> torch.Tensor:
-        """Dense input rows x (len(users), I) of ``users``, on the model's device."""
-        return self._rows(self.input_matrix(data), torch.as_tensor(users).cpu().numpy())
 
     def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
         """One shuffled epoch of dense user rows x (B, I), made from the sparse matrix per batch."""
-        x = self.input_matrix(data)
-        order = torch.randperm(data.n_users, generator=generator).numpy()
-        for start in range(0, data.n_users, batch_size):
-            yield self._rows(x, order[start:start + batch_size])
+        for users in torch.randperm(data.n_users, generator=generator).split(batch_size):
+            yield self.input_rows(data, users)
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self, lr=None, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-        """AdamW with two learning rates: lr_ae for the autoencoder, lr_denoiser for the MLP.
-
-        ``train.fit``'s ``lr`` is ignored; set ``lr_ae`` / ``lr_denoiser`` on the model.
-        """
+        """AdamW, lr_ae for the autoencoder and lr_denoiser for the MLP (``fit``'s lr is ignored)."""
         return torch.optim.AdamW([{"params": self.vae.parameters(), "lr": self.lr_ae},
                                   {"params": self.denoiser.parameters(), "lr": self.lr_denoiser}],
                                  weight_decay=weight_decay)
@@ -329,8 +326,8 @@ class LDiffRec(nn.Module):
     def on_epoch_end(self, epoch: int) -> None:
         self.epochs_done += 1
 
-    def get_extra_state(self) -> torch.Tensor:
-        return self.sampler.state()            # training state: checkpoints resume it
+    def get_extra_state(self) -> torch.Tensor:     # training state: checkpoints resume it
+        return self.sampler.state()
 
     def set_extra_state(self, state: torch.Tensor) -> None:
         self.sampler.load_state(state)
@@ -338,13 +335,11 @@ class LDiffRec(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, x: torch.Tensor, return_latents: bool = False):
-        """Scores (B, I) for rows x (B, I): encode -> reverse chain in latent space -> decode.
-
-        With ``return_latents`` also returns (z0 (B, d), z0_hat (B, d)).
-        """
+        """Scores (B, I) for rows x (B, I): encode -> reverse chain in latent space -> decode;
+        with ``return_latents`` also (z0 (B, d), z0_hat (B, d))."""
         mu, logvar = self.vae.encode(x)
         z0 = self.vae.reparameterize(mu, logvar)
-        z_hat = self.diffusion.p_sample(self.denoiser, z0, steps=self.sampling_steps)
+        z_hat = self.diffusion.p_sample_loop(self.denoiser, z0, steps=self.sampling_steps)
         scores = self.vae.decode(z_hat)
         return (scores, z0, z_hat) if return_latents else scores
 

@@ -25,7 +25,7 @@ item the user did not interact with:
         + \frac{\lambda}{2B} \big(\|e^{(0)}_u\|^2 + \|e^{(0)}_i\|^2 + \|e^{(0)}_j\|^2\big).
 
 In this course LightGCN is a baseline and, as in the released L-DiffRec code, the source
-of the item embeddings that L-DiffRec clusters (:func:`item_embeddings`).
+of the item embeddings that L-DiffRec clusters (``ldiffrec.item_embeddings`` trains it briefly).
 """
 from __future__ import annotations
 
@@ -161,21 +161,3 @@ class LightGCN(nn.Module):
         u = torch.as_tensor(user_ids(users, len(users_emb)), device=users_emb.device)
         return users_emb[u] @ items_emb.T
 
-
-def item_embeddings(data, dim: int = 64, layers: int = 3, epochs: int = 20, lr: float = 1e-3,
-                    batch_size: int = 2048, reg: float = 1e-4, device="auto", seed: int = 0,
-                    progress: bool = True) -> np.ndarray:
-    """Train LightGCN briefly (seeded) and return its item embeddings (I, d).
-
-    A short run is enough for what L-DiffRec needs (items that co-occur end up close);
-    the released L-DiffRec code loads embeddings of a fully trained LightGCN instead.
-    """
-    from ..train import fit
-    from ..utils import seed_everything
-
-    seed_everything(seed)
-    model = LightGCN(data, dim=dim, layers=layers, reg=reg)
-    fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam",
-        eval_every=None, patience=None, test=False, device=device, seed=seed,
-        progress=progress)
-    return model.item_embeddings()

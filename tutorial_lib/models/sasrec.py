@@ -26,7 +26,7 @@ from torch import nn
 
 from ..sequences import (MAX_LEN, PAD, check_batch, check_batch_size, check_max_len, eval_inputs,
                          length_chunks, next_item_windows)
-from .transformer import PositionalEmbedding, TransformerEncoder
+from .layers import PositionalEmbedding, TransformerEncoder
 
 
 class SASRec(nn.Module):

@@ -32,7 +32,7 @@ embeddings grow less (the MSE pulls them towards small, alike vectors) and ends 
 third of the default's HR@10 (notebook 07, exercise 1).
 
 Steps are drawn by importance sampling: p_t proportional to sqrt(E[L_t^2]) over each step's
-last 10 losses (``diffusion.StepSampler("importance")``), so steps with larger loss are drawn
+last 10 losses (``step_sampler.StepSampler("importance")``), so steps with larger loss are drawn
 more often; each MSE is divided by T p_t, so the MSE term's estimate stays unbiased. The
 rounding cross-entropy of h0_hat also depends on t but is not reweighted (our choice): it is
 trained under p_t, so importance sampling also tilts it towards the large steps, where
@@ -57,36 +57,15 @@ Shapes: ``history`` (B, L) item ids shifted by +1 (0 = padding, left-padded), ``
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import schedules, sequences
-from ..diffusion import GaussianDiffusion, StepSampler, mean_flat
-from .transformer import PositionalEmbedding, TransformerEncoder
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of 0-based steps t (B,) -> (B, dim) (Vaswani et al.; DDPM)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return F.pad(emb, (0, dim % 2))
-
-
-def respaced(diffusion: GaussianDiffusion, steps: torch.Tensor) -> GaussianDiffusion:
-    """A diffusion over the sub-sequence ``steps`` (0-based, increasing) of ``diffusion``'s steps.
-
-    Keeps alpha_bar at those steps: beta'_k = 1 - alpha_bar[steps[k]] / alpha_bar[steps[k-1]].
-    """
-    ab = diffusion.alpha_bar[steps]
-    prev = torch.cat([ab.new_ones(1), ab[:-1]])
-    # beta' < 1 also where alpha_bar rounds to 0 (one step from s to 0 would make it exactly 1)
-    return GaussianDiffusion((1 - ab / prev).clamp(1e-12, 1 - 1e-12), mean_type="x0")
+from ..diffusion import GaussianDiffusion, mean_flat, respaced
+from ..step_sampler import StepSampler
+from .layers import PositionalEmbedding, TransformerEncoder, timestep_embedding
 
 
 class SeqDiffRec(nn.Module):
@@ -120,6 +99,9 @@ class SeqDiffRec(nn.Module):
             raise ValueError(f"rounding must be one of {self.ROUNDING}, got {rounding!r}")
         if not isinstance(n_items, (int, np.integer)) or n_items < 1:
             raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
+        if hidden < 2 or hidden % 2:
+            raise ValueError(f"hidden must be an even number >= 2 (the sinusoidal step embedding "
+                             f"has hidden / 2 frequencies), got {hidden}")
         self.n_items, self.hidden, self.seed = int(n_items), hidden, seed
         self.max_len = sequences.check_max_len(max_len)
         self.rounding_on, self.chunk_size = rounding, chunk_size
@@ -241,7 +223,7 @@ class SeqDiffRec(nn.Module):
         f = self.denoiser(history)
         path = []
         for k in reversed(range(len(taus))):
-            h, h0_hat = sub.p_step(lambda x, kk: f(x, taus.to(x.device)[kk]), h, k)
+            h, h0_hat = sub.p_sample(lambda x, kk: f(x, taus.to(x.device)[kk]), h, k)
             path.append(h0_hat)
         return (h0_hat, torch.stack(path)) if return_trajectory else h0_hat
 

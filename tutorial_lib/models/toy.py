@@ -9,9 +9,7 @@ mixture, in closed form, because :math:`x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-
              \bar\alpha_t \sigma_k^2 + 1 - \bar\alpha_t\big)
 
 Denoiser: :math:`f_\theta(x_t, t)` = MLP([x_t, emb(t)]) predicting x_0 or eps, with the
-sinusoidal step embedding of Vaswani et al. / Ho et al.:
-:math:`\mathrm{emb}(t) = [\cos(t\,\omega_0), \dots, \cos(t\,\omega_{d/2-1}), \sin(t\,\omega_0), \dots, \sin(t\,\omega_{d/2-1})]`,
-:math:`\omega_i = 10000^{-i/(d/2)}` (all cosines, then all sines, as DiffRec's code).
+sinusoidal step embedding of Vaswani et al. / Ho et al. (``layers.timestep_embedding``).
 
 ``train_denoiser`` is Algorithm 1 of Ho et al. with DiffRec's step sampler:
 sample t ~ p_t, x_t = q_sample(x_0, t), minimise the (reweighted) loss / (T p_t).
@@ -23,6 +21,9 @@ import math
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..step_sampler import StepSampler
+from .layers import timestep_embedding
 
 
 # ----------------------------------------------------------------------------- data
@@ -59,16 +60,6 @@ def mixture_marginal_pdf(x, alpha_bar_t: float, means=(-2.0, 1.5), stds=(0.3, 0.
 
 
 # ----------------------------------------------------------------------------- model
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of integer steps t (B,) -> (B, dim): [cos(t w_i), sin(t w_i)]."""
-    if dim < 2 or dim % 2:
-        raise ValueError(f"embedding dim must be an even number >= 2, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float().unsqueeze(1) * freqs.unsqueeze(0)
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
 class ToyDenoiser(nn.Module):
     """f_theta(x_t, t): x_t (B, D), t (B,) 0-based steps -> (B, D), an x_0 or eps prediction."""
 
@@ -102,8 +93,6 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
     (updates so far, p_t (T,) list) snapshots of the sampler's probabilities: before the first
     update, then after every ``snapshot_every``-th.
     """
-    from ..diffusion import StepSampler
-
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (N, D), got {tuple(x0.shape)}")
     sampler = sampler or StepSampler(diffusion.T, method="uniform")
