@@ -85,8 +85,8 @@ def test_marginals_name_the_density_they_overlay():
     grid, x = torch.linspace(-3, 3, 20), torch.randn(200)
     by_step = schedules.plot_marginals({1: x, 50: x}, {1: grid.abs(), 50: grid.abs()}, grid)
     data = schedules.plot_marginals({"data x_0": x, "generated": x}, {"data x_0": grid.abs(), "generated": grid.abs()}, grid)
-    assert [t.get_text() for t in by_step.axes[-1].get_legend().get_texts()] == [r"$q(x_t)$, closed form"]
-    assert [t.get_text() for t in data.axes[-1].get_legend().get_texts()] == [r"$p(x_0)$, the data"]
+    assert [t.get_text() for t in by_step.legends[0].get_texts()] == [r"$q(x_t)$, closed form"]
+    assert [t.get_text() for t in data.legends[0].get_texts()] == [r"$p(x_0)$, the data"]
 
 
 def test_every_legend_is_at_least_8_points(synthetic, loo):

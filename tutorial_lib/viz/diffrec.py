@@ -43,7 +43,8 @@ def _draw_state(traj: Trajectory, k_index: int, ax, k: int = 10, legend: bool = 
                label=f"held-out ({traj.split}) item", zorder=5)
     ax.set(title=_step_label(traj, k_index), xlabel=f"item's rank by {traj.ordered_by}")
     if legend:
-        ax.legend(fontsize=LEGEND_FONTSIZE, loc="upper right")
+        ax.legend(fontsize=LEGEND_FONTSIZE, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                  frameon=False)                                         # below: never over a click
 
 
 def draw_trajectory_step(traj: Trajectory, k_index: int = 0, k: int = 10):
@@ -97,7 +98,7 @@ def plot_noise_rank(curve, references: dict | None = None, ax=None):
     curve = np.asarray(curve, dtype=float)
     T = len(curve) - 1
     if ax is None:
-        _, ax = subplots(figsize=(6.5, 3.2))
+        _, ax = subplots(figsize=(8.5, 3.2))
     ax.plot(np.arange(T, -1, -1), curve, marker="o", ms=4, color="tab:red", label="DiffRec, by reverse step")
     ax.axhline(50, color="grey", ls=":", label="chance (all clicks tie at the input)")
     for j, (name, value) in enumerate((references or {}).items()):

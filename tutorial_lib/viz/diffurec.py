@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from ..analysis import binomial_band, reverse_path
 from .common import LEGEND_FONTSIZE
@@ -140,10 +141,12 @@ def plot_rank_by_step(by_step: pd.DataFrame, metric: str = "hr@10", ax=None):
         _, ax = subplots(figsize=(6.5, 3.2))
     n = int(by_step["users"].iloc[0])
     ax.plot(by_step["step"], by_step[metric], marker="o", ms=4, label=f"{metric}, {n} users")
+    top = 1.3 * by_step[metric].max()
     if metric.startswith("hr@"):
         low, high = binomial_band(by_step[metric].iloc[-1], n)
         ax.axhspan(low, high, color="tab:blue", alpha=0.12, label="95 % binomial band (last step)")
-    ax.set(xlabel="reverse steps taken", ylabel=metric.upper(), ylim=(0, max(0.05, 1.3 * by_step[metric].max())),
+        top = max(top, 1.15 * high)
+    ax.set(xlabel="reverse steps taken", ylabel=metric.upper(), ylim=(0, max(0.05, top)),
            title=rf"{metric.upper()} of $\hat x_0$ after each reverse step")
     ax.legend(fontsize=LEGEND_FONTSIZE, loc="lower right")
     ax.figure.tight_layout()
@@ -165,6 +168,7 @@ def plot_diversity(df: pd.DataFrame, n_samples: int, k: int = 10, axes=None):
             axes[0].axvline(k, color="tab:orange", lw=2, label=f"{name}: always {k}")
     axes[0].set(xlabel=f"distinct items in {n_samples} top-{k} lists", ylabel="users",
                 title="diversity across samples", xlim=(lo - 1, hi + 1))
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=LEGEND_FONTSIZE)
     means = df.groupby("model", sort=False)[["hit_one", "hit_any"]].mean()
     n_users = df.groupby("model", sort=False).size()

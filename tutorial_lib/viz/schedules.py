@@ -77,9 +77,10 @@ def plot_marginals(samples_by_step: dict, pdf_by_step: dict | None = None, grid=
         ax.set_title(f"$t = {t}$" if isinstance(t, (int, np.integer)) else str(t))
         ax.set_xlabel("$x$")
     axes[0].set_ylabel("density")
-    if pdf_by_step is not None:
-        axes[-1].legend(fontsize=LEGEND_FONTSIZE, frameon=False)
     fig.tight_layout()
+    if pdf_by_step is not None and grid is not None:     # below the panels: never over a histogram
+        fig.legend(*axes[-1].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   fontsize=LEGEND_FONTSIZE, frameon=False)
     return fig
 
 
