@@ -81,7 +81,7 @@ PATCHES = {
 
 
 def test_the_check_sees_an_import_time_patch(tmp_path):
-    # each module patches one global on import, as the plotting module once did: all are reported
+    # each module patches one global on import (the mathtext parser, rcParams, ...): all are reported
     modules = [f"patch_{i}" for i in range(len(PATCHES))]
     for name, patch in zip(modules, PATCHES.values()):
         (tmp_path / f"{name}.py").write_text(patch + "\n")
