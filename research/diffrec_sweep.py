@@ -13,7 +13,7 @@ on *validation* Recall@20 (never test) so that the recipe's choice can be checke
 per (config, seed) with the validation figure that decides and the test figure at the best
 validation epoch, which is reported, not used. Same protocol and training loop as ``reproduce.py
 diffrec``; one difference: the sweep's optimizer is ``torch.optim.AdamW`` without the fused kernel
-(``reproduce.py`` uses ``DiffRec.configure_optimizers``, fused since the fifth session), the same
+(``reproduce.py`` uses ``FastDiffRec.configure_optimizers``, fused since the fifth session), the same
 update up to float rounding. The recorded sweep rows were all run this way.
 
 ``--sampler-rng own`` gives the step sampler its own CPU generator, seeded with the run's seed;
@@ -41,10 +41,9 @@ from recipes.diffrec import DIFFREC, load  # noqa: E402
 from recipes.ldiffrec import LIGHTGCN  # noqa: E402
 from reproduce import default_data_dir, processor, torch_version  # noqa: E402
 
-from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
-from tutorial_lib.models.ldiffrec import LDiffRec, cluster_items  # noqa: E402
-from tutorial_lib.models.lightgcn import item_embeddings  # noqa: E402
-from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec  # noqa: E402
+from tutorial_lib.models.diffrec_fast import (FastDiffRec, FastLDiffRec, FastLTDiffRec,  # noqa: E402
+                                              FastTDiffRec)
+from tutorial_lib.models.ldiffrec import cluster_items, item_embeddings  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
 from tutorial_lib.utils import seed_everything  # noqa: E402
 
@@ -66,6 +65,7 @@ GRID = [
     ({"dims": (1000,)}, {}),                  # ninth session: the paper's other MLP sizes
     ({"dims": (300,)}, {}),
     ({"first_beta": 1e-5}, {}),               # twelfth session: the released code's beta_fixed
+                                              # (ablations.FirstBetaDiffRec, see diffrec_class)
 ]
 
 # L-DiffRec around the released ML-1M setting: (model overrides, clustering overrides);
@@ -96,6 +96,15 @@ LGRID = [
 TGRID = [({"w_min": w}, {}) for w in (0.1, 0.2, 0.3, 0.4, 0.5)]
 
 
+def diffrec_class(model_kw: dict) -> type:
+    """The recipe's DiffRec class (``FastDiffRec``), or the ablation a GRID entry asks for."""
+    if "first_beta" in model_kw:
+        from ablations import FirstBetaDiffRec
+
+        return FirstBetaDiffRec
+    return FastDiffRec
+
+
 def train_kwargs(overrides: dict) -> dict:
     """fit's settings of the DiffRec recipe with a GRID entry's training overrides."""
     return {**dict(lr=1e-3, weight_decay=0.0, batch_size=400, optimizer="adamw"), **overrides}
@@ -121,8 +130,8 @@ def _summary(config: dict, seed: int, h, start: float) -> dict:
 
 
 def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, device: str,
-                 sampler_rng: str = "shared", model_cls: type = LDiffRec) -> dict:
-    """One L-DiffRec run (``model_cls=LTDiffRec``: LT-DiffRec) of the recipe with overrides."""
+                 sampler_rng: str = "shared", model_cls: type = FastLDiffRec) -> dict:
+    """One L-DiffRec run (``model_cls=FastLTDiffRec``: LT-DiffRec) of the recipe with overrides."""
     data = load(argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir))
     start = time.perf_counter()
     gcn = dict(LIGHTGCN, epochs=cluster_kw.get("lightgcn_epochs", LIGHTGCN["epochs"]))
@@ -141,12 +150,12 @@ def run_ldiffrec(model_kw: dict, cluster_kw: dict, seed: int, data_dir: str, dev
 
 
 def run(model_kw: dict, train_kw: dict, seed: int, data_dir: str, device: str,
-        sampler_rng: str = "shared", model_cls: type = DiffRec) -> dict:
-    """One DiffRec run (``model_cls=TDiffRec``: one T-DiffRec run) of the recipe with overrides."""
+        sampler_rng: str = "shared", model_cls: type | None = None) -> dict:
+    """One DiffRec run (``model_cls=FastTDiffRec``: one T-DiffRec run) of the recipe with overrides."""
     args = argparse.Namespace(dataset="ml-1m_clean", data_dir=data_dir)
     data = load(args)
     seed_everything(seed)
-    model = model_cls(data.n_items, **{**DIFFREC, **model_kw})
+    model = (model_cls or diffrec_class(model_kw))(data.n_items, **{**DIFFREC, **model_kw})
     if sampler_rng == "own":
         own_sampler_generator(model, seed)
     train = train_kwargs(train_kw)
@@ -167,8 +176,8 @@ def main(argv=None):
                    help="the step sampler's generator: the global one (the library's way) or its own")
     a = p.parse_args(argv)
     grid, runner = {"diffrec": (GRID, run), "ldiffrec": (LGRID, run_ldiffrec),
-                    "tdiffrec": (TGRID, functools.partial(run, model_cls=TDiffRec)),
-                    "ltdiffrec": (TGRID, functools.partial(run_ldiffrec, model_cls=LTDiffRec))}[a.family]
+                    "tdiffrec": (TGRID, functools.partial(run, model_cls=FastTDiffRec)),
+                    "ltdiffrec": (TGRID, functools.partial(run_ldiffrec, model_cls=FastLTDiffRec))}[a.family]
     for i in (a.only if a.only else range(len(grid))):
         for seed in a.seeds:
             row = runner(*grid[i], seed, a.data_dir, a.device, a.sampler_rng)

@@ -33,9 +33,7 @@ from recipes.diffrec import DIFFREC, EPOCHS, SYNTHETIC_DIFFREC, load  # noqa: E4
 from recipes.ldiffrec import SYNTHETIC_LR, W_MAX, W_MIN, item_clusters  # noqa: E402
 from reproduce import default_data_dir  # noqa: E402
 
-from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
-from tutorial_lib.models.ldiffrec import LDiffRec  # noqa: E402
-from tutorial_lib.models.tdiffrec import TDiffRec  # noqa: E402
+from tutorial_lib.models.diffrec_fast import FastDiffRec, FastLDiffRec, FastTDiffRec  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
 from tutorial_lib.utils import seed_everything  # noqa: E402
 
@@ -46,12 +44,12 @@ def build(name: str, data, args):
     """The recipe's model for ``name`` (reproduce.py's settings)."""
     seed_everything(args.seed)
     if name == "diffrec":
-        return DiffRec(data.n_items, **(SYNTHETIC_DIFFREC if args.dataset == "synthetic" else DIFFREC))
+        return FastDiffRec(data.n_items, **(SYNTHETIC_DIFFREC if args.dataset == "synthetic" else DIFFREC))
     if name == "tdiffrec":
-        return TDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
+        return FastTDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
     clusters, _ = item_clusters(data, args)
     seed_everything(args.seed)
-    return LDiffRec(data.n_items, clusters=clusters, **(SYNTHETIC_LR if args.dataset == "synthetic" else {}))
+    return FastLDiffRec(data.n_items, clusters=clusters, **(SYNTHETIC_LR if args.dataset == "synthetic" else {}))
 
 
 def one_run(name: str, data, args) -> dict:

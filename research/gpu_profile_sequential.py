@@ -17,7 +17,7 @@ from recipes.sequential import DIFFUREC, DIFFUREC_TRAIN, time_batches  # noqa: E
 
 from tutorial_lib.datasets import load_diffurec_pkl  # noqa: E402
 from tutorial_lib.models.diffurec import DiffuRec  # noqa: E402
-from tutorial_lib.train import to_device  # noqa: E402
+from tutorial_lib.utils import to_device  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--data-dir", default="gpu_data")

@@ -29,7 +29,7 @@ from recipes.diffrec import (LAMBDAS, MULTIVAE_TRAIN, SYNTHETIC_DIFFREC,  # noqa
                              SYNTHETIC_MULTIVAE)
 from tutorial_lib.synthetic import make_synthetic  # noqa: E402
 from tutorial_lib.metrics import evaluate  # noqa: E402
-from tutorial_lib.models.diffrec import DiffRec  # noqa: E402
+from tutorial_lib.models.diffrec_fast import FastDiffRec  # noqa: E402
 from tutorial_lib.models.ease import EASE  # noqa: E402
 from tutorial_lib.models.multivae import MultiVAE  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
@@ -41,7 +41,7 @@ def train_and_test(name: str, data, args, seed: int) -> dict:
     kw = dict(epochs=args.epochs, eval_every=5, patience=20, batch_size=100, device=args.device,
               seed=seed, progress=False)
     if name == "DiffRec":
-        hist = fit(DiffRec(data.n_items, **SYNTHETIC_DIFFREC), data, lr=1e-3, **kw)
+        hist = fit(FastDiffRec(data.n_items, **SYNTHETIC_DIFFREC), data, lr=1e-3, **kw)
         return hist.best_test
     if name == "Mult-VAE":
         train = dict(MULTIVAE_TRAIN, lr=1e-2, batch_size=100)

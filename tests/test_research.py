@@ -25,20 +25,19 @@ import reproduce  # noqa: E402
 
 def test_every_sweep_config_builds_its_model():
     # a misspelt override in GRID / LGRID would only show after minutes of ml-1m training
-    from tutorial_lib.models.diffrec import DiffRec
-    from tutorial_lib.models.ldiffrec import LDiffRec
+    from tutorial_lib.models.diffrec_fast import FastLDiffRec, FastTDiffRec
 
     for model_kw, train_kw in diffrec_sweep.GRID:
-        DiffRec(50, **{**diffrec_sweep.DIFFREC, **model_kw})
+        model = diffrec_sweep.diffrec_class(model_kw)(50, **{**diffrec_sweep.DIFFREC, **model_kw})
         assert set(diffrec_sweep.train_kwargs(train_kw)) == {"lr", "weight_decay", "batch_size", "optimizer"}
+    assert model.diffusion.betas[0].item() == pytest.approx(1e-5)       # the last entry: the release's beta_1
     for model_kw, cluster_kw in diffrec_sweep.LGRID:
-        LDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
+        FastLDiffRec(50, clusters=[0] * 30 + [1] * 20, **model_kw)
         assert set(cluster_kw) <= {"n_clusters", "lightgcn_epochs"}
-    from tutorial_lib.models.tdiffrec import TDiffRec
 
     w_mins = []
     for model_kw, train_kw in diffrec_sweep.TGRID:
-        model = TDiffRec(50, **{**diffrec_sweep.DIFFREC, **model_kw})
+        model = FastTDiffRec(50, **{**diffrec_sweep.DIFFREC, **model_kw})
         w_mins.append(model.input_fn.w_min)
         assert train_kw == {} and model.input_fn.w_max == 1.0
     assert w_mins == [0.1, 0.2, 0.3, 0.4, 0.5]          # the paper's range; entry 0 is the recipe's
@@ -87,16 +86,16 @@ def test_sweep_passes_sampler_rng_to_the_run_and_prints_it(monkeypatch, capsys):
         diffrec_sweep.main(["--sampler-rng", "mine"])
 
 
-@pytest.mark.parametrize("family, runner, model", [("tdiffrec", "run", "TDiffRec"),
-                                                   ("ltdiffrec", "run_ldiffrec", "LTDiffRec")])
+@pytest.mark.parametrize("family, runner, model", [("tdiffrec", "run", "FastTDiffRec"),
+                                                   ("ltdiffrec", "run_ldiffrec", "FastLTDiffRec")])
 def test_sweep_families_with_time_weights_run_their_recipe_with_w_min(monkeypatch, capsys, family, runner, model):
-    from tutorial_lib.models import tdiffrec
+    from tutorial_lib.models import diffrec_fast
 
     calls = []
     monkeypatch.setattr(diffrec_sweep, runner, lambda *a, **k: calls.append((a, k)) or {"config": a[0]})
     diffrec_sweep.main(["--family", family, "--only", "2", "--seeds", "3", "--data-dir", "x",
                         "--device", "cpu"])
-    assert calls == [(({"w_min": 0.3}, {}, 3, "x", "cpu", "shared"), {"model_cls": getattr(tdiffrec, model)})]
+    assert calls == [(({"w_min": 0.3}, {}, 3, "x", "cpu", "shared"), {"model_cls": getattr(diffrec_fast, model)})]
     row = json.loads(capsys.readouterr().out)
     assert row["family"] == family and row["index"] == 2
 
@@ -104,7 +103,7 @@ def test_sweep_families_with_time_weights_run_their_recipe_with_w_min(monkeypatc
 def test_sweep_run_builds_the_model_class_it_is_given(monkeypatch):
     from types import SimpleNamespace
 
-    from tutorial_lib.models.tdiffrec import LTDiffRec, TDiffRec
+    from tutorial_lib.models.diffrec_fast import FastLTDiffRec, FastTDiffRec
 
     built = []
 
@@ -115,24 +114,23 @@ def test_sweep_run_builds_the_model_class_it_is_given(monkeypatch):
 
     monkeypatch.setattr(diffrec_sweep, "load", lambda args: SimpleNamespace(n_items=30))
     monkeypatch.setattr(diffrec_sweep, "fit", fake_fit)
-    diffrec_sweep.run({"w_min": 0.4}, {}, 1, "x", "cpu", model_cls=TDiffRec)
+    diffrec_sweep.run({"w_min": 0.4}, {}, 1, "x", "cpu", model_cls=FastTDiffRec)
     diffrec_sweep.run({}, {}, 1, "x", "cpu")
-    assert type(built[0]) is TDiffRec and built[0].input_fn.w_min == 0.4
-    assert type(built[1]) is diffrec_sweep.DiffRec and built[1].input_fn is None
+    assert type(built[0]) is FastTDiffRec and built[0].input_fn.w_min == 0.4
+    assert type(built[1]) is diffrec_sweep.FastDiffRec and built[1].input_fn is None
 
     # L-DiffRec's runner: one cluster, so no LightGCN is trained
-    diffrec_sweep.run_ldiffrec({"w_min": 0.4}, {"n_clusters": 1}, 1, "x", "cpu", model_cls=LTDiffRec)
+    diffrec_sweep.run_ldiffrec({"w_min": 0.4}, {"n_clusters": 1}, 1, "x", "cpu", model_cls=FastLTDiffRec)
     diffrec_sweep.run_ldiffrec({}, {"n_clusters": 1}, 1, "x", "cpu")
-    assert type(built[2]) is LTDiffRec and built[2].input_fn.w_min == 0.4
-    assert type(built[3]) is diffrec_sweep.LDiffRec and built[3].input_fn is None
+    assert type(built[2]) is FastLTDiffRec and built[2].input_fn.w_min == 0.4
+    assert type(built[3]) is diffrec_sweep.FastLDiffRec and built[3].input_fn is None
 
 
 def test_cpu_random_streams_change_nothing_on_the_cpu():
     # the GPU check draws every random number as a CPU run would: on the CPU it must be that run exactly
     import cpu_random_streams
 
-    from tutorial_lib.models.diffrec import DiffRec
-    from tutorial_lib.models.ldiffrec import LDiffRec
+    from tutorial_lib.models.diffrec_fast import FastDiffRec, FastLDiffRec
     from tutorial_lib.synthetic import make_synthetic
     from tutorial_lib.train import fit
 
@@ -144,7 +142,7 @@ def test_cpu_random_streams_change_nothing_on_the_cpu():
         h = fit(model, data, epochs=2, batch_size=16, eval_every=1, device="cpu", seed=0, progress=False)
         return [p.detach().clone() for p in model.parameters()], h.best_valid
 
-    for model_cls in (LDiffRec, DiffRec):                     # nn.Dropout + randn_like; rand_like dropout
+    for model_cls in (FastLDiffRec, FastDiffRec):             # the classes the sweeps train
         plain = run(model_cls)
         with cpu_random_streams.cpu_random_streams():
             patched = run(model_cls)
