@@ -38,30 +38,30 @@ SEQUENTIAL = ("sequential", "seqdiffrec")          # the families that run in pi
 # family -> the data sets its recipes read; the first is the default
 DATASETS = {"diffrec": ("ml-1m_clean", "synthetic"), "ldiffrec": ("ml-1m_clean", "synthetic"),
             "sequential": ("amazon_beauty", "synthetic"), "seqdiffrec": ("amazon_beauty", "synthetic")}
-# data set -> (what must exist under the data folder, where the paper released it)
-RELEASES = {
-    "ml-1m_clean": ("ml-1m_clean/train_list.npy",
-                    "https://github.com/YiyanXu/DiffRec (datasets/ml-1m_clean.rar; unpack it into the folder)"),
-    "amazon_beauty": ("amazon_beauty/dataset.pkl",
-                      "https://github.com/WHUIR/DiffuRec (datasets/data/amazon_beauty/dataset.pkl)"),
-}
+# data set -> the file that must exist under the data folder (tutorial_lib.datasets.RELEASES
+# says where each paper released it)
+NEEDED = {"ml-1m_clean": "ml-1m_clean/train_list.npy", "amazon_beauty": "amazon_beauty/dataset.pkl"}
 
 
 def default_data_dir() -> str:
     """``$TUTORIAL_DATA_DIR`` when set, else ``data`` (relative to where the command runs)."""
-    return os.environ.get("TUTORIAL_DATA_DIR") or "data"
+    from tutorial_lib.download import data_root
+
+    return str(data_root())
 
 
 def missing_data(dataset: str, data_dir: str) -> str | None:
     """One line saying where to download ``dataset`` if it is not under ``data_dir``, else None."""
-    if dataset not in RELEASES:                  # synthetic: generated, nothing to download
+    if dataset not in NEEDED:                    # synthetic: generated, nothing to download
         return None
-    needed, release = RELEASES[dataset]
-    path = Path(data_dir) / needed
+    path = Path(data_dir) / NEEDED[dataset]
     if path.exists():
         return None
-    return (f"{dataset} not found ({path} is missing): download it from {release}, "
-            f"then pass --data-dir or set TUTORIAL_DATA_DIR to the folder that holds {dataset}")
+    from tutorial_lib.datasets import RELEASES
+
+    release, layout = RELEASES[dataset]
+    return (f"{dataset} not found in {data_dir}: download it from {release} into "
+            f"{Path(data_dir) / layout} (or point --data-dir or TUTORIAL_DATA_DIR at the folder holding it)")
 
 
 def positive_int(text: str) -> int:
