@@ -7,7 +7,7 @@ from CUDA's generator, so a GPU run and a CPU run of one seed draw different num
 ``torch.randn_like``, ``torch.rand_like`` and dropout draw on the CPU, exactly as a CPU run
 does, and copy the result to the device. A GPU run then differs from the CPU run of the same seed
 only by the kernels' rounding: if it still scores like the other GPU runs, the kernels make the
-difference; if it scores like the CPU run, the random streams do (RESULTS.md, L-DiffRec on the
+difference; if it scores like the CPU run, the random streams do (LOG.md, L-DiffRec on the
 H100). On the CPU this script changes nothing, to the last digit (tested).
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ update up to float rounding. The recorded sweep rows were all run this way.
 by default (``shared``, the library as it is) it draws from the global CPU generator, which on a
 CPU also draws the noise and the dropout masks (on a GPU those come from CUDA's generator). Same
 model, same distribution of draws, different random numbers: it asks whether sharing one stream
-costs accuracy (RESULTS.md: it does not).
+costs accuracy (LOG.md: it does not).
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ LGRID = [
     ({}, {"lightgcn_epochs": 20}),                     # better-trained item embeddings
     ({"dropout": 0.5}, {"lightgcn_epochs": 3}),        # encoder input dropout as Mult-VAE's
     ({"lr_ae": 5e-4, "lr_denoiser": 1e-4}, {}),        # the released amazon-book/yelp rates
-    ({"T": 100}, {}),                                  # the public run of the released code (RESULTS)
+    ({"T": 100}, {}),                                  # the public run of the released code (LOG.md)
     ({}, {"lightgcn_epochs": 70}),                     # a converged LightGCN (best validation epoch)
     # thirteenth session, one GPU: the factors the paper tuned that no CPU session had varied
     ({"noise_scale": 0.001}, {}),                      # 7: less noise

@@ -15,7 +15,7 @@ figures from the same run:
   (epochs after the early stop are never scored); it is not a result.
 
 Nothing here tunes on test: the point is to measure how far apart the two are, next to the
-papers' figures (RESULTS.md).
+papers' figures (benchmarks/RESULTS.md; the runs: LOG.md).
 """
 from __future__ import annotations
 
