@@ -24,9 +24,11 @@ on average. Ranking: the logits MLP_G(c_u) (the order of r_hat_u, without sigmoi
 
 Training inside ``train.fit`` (one optimiser step per batch): ``configure_optimizers`` returns
 Adam over G's parameters and keeps a second Adam for D. Each ``loss(batch)`` in training mode
-first takes ``d_steps`` steps on J^D (r_hat detached), then returns J^G computed through
-D's detached weights, so fit's backward and step move G only. ``curves`` records, per
-epoch, the means of J^D, the adversarial part of J^G, the ZR term, D(real) and D(fake).
+first takes ``d_steps`` steps on J^D (r_hat detached), then returns J^G computed through a
+frozen D (no gradient reaches D's weights), so fit's backward and step move G only. fit's
+``History.train_loss`` is J^G per epoch; ``curves`` records, per epoch, the means of J^D, the
+adversarial part of J^G, the ZR term, D(real) and D(fake): the curves that show a GAN's
+(in)stability. Both networks use sigmoid hidden units, as the authors' code does.
 """
 from __future__ import annotations
 
