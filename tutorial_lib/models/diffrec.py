@@ -27,6 +27,8 @@ for ``sampling_steps`` steps), run the T reverse steps taking the mean of p_thet
 a corrupted click is a small perturbation the denoiser learns to undo, while the user's
 preferences survive the whole forward chain (the "small-noise argument").
 
+One difference from the released code: beta_1 follows the paper's formula (noise_scale x
+noise_min); the release's default fixes it at 1e-5 (``research/ablations.py``: no gain).
 T-DiffRec feeds a time-weighted row instead of the binary one: pass ``input_fn`` (see
 ``tutorial_lib.models.tdiffrec``). The same model with exact speed shortcuts (the chain run
 in the first hidden layer, one chain per evaluation) is ``diffrec_fast.FastDiffRec``.
