@@ -3,7 +3,8 @@
 #                   notebook (FAST) into build/ (.ipynb + .html)
 #   make test       also install the test extras and a browser, run the whole test suite
 #                   (unit, notebooks, nbval, browser), then say what did not run and why
-# and `make lab` opens JupyterLab on notebooks/; `make browser` gets the browser tests' Chromium.
+# and `make lab` opens JupyterLab on notebooks/; `make browser` gets the browser tests' Chromium;
+# `make exercises` writes the student edition of the notebooks to build/exercises/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,7 +22,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 PYTEST_ARGS ?=
 
-.PHONY: install install-test browser tutorial test test-fast lab clean bench
+.PHONY: install install-test browser tutorial exercises test test-fast lab clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ tutorial: $(STAMP)
 	@echo "The executed notebooks, as web pages: $(CURDIR)/build/*.html (open one in a browser)."
 	@echo "To run and change them yourself in JupyterLab:  make lab"
 
+# The student edition: every solution block of the notebooks becomes a stub that raises
+# NotImplementedError with its hint, and the hidden solutions of the exercises are removed.
+exercises: $(STAMP)
+	$(BIN)/python -m tutorial_lib.exercises build/exercises $(NOTEBOOKS)
+
 # The end of the run prints one summary of what was skipped and the command that enables it.
 test: $(TEST_STAMP)
 	@$(BIN)/python tests/chromium.py --if-missing
@@ -66,7 +72,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/reproduce.py diffrec --dataset ml-1m_clean --data-dir ../shared/datasets
+	$(BIN)/python benchmarks/reproduce.py diffrec --dataset ml-1m_clean
 
 clean:
 	rm -rf build .pytest_cache
