@@ -74,10 +74,12 @@ def test_loop_shows_every_model_the_same_noise_and_tests_on_clean_data(world):
     assert pop[0.4] < pop[0.0]           # uniform noise flattens popularity: it loses accuracy
 
 
-def test_keep_models_returns_them(world):
+def test_keep_models_and_callback(world):
+    seen = []
     table, models = noise_robustness(world, {"pop": lambda d, s: Popularity().fit(d)}, shares=(0.0, 0.1),
-                                     keep_models=True)
+                                     keep_models=True, callback=seen.append)
     assert set(models) == {("pop", 0.0, 0), ("pop", 0.1, 0)} and len(table) == 2
+    assert [r["share"] for r in seen] == [0.0, 0.1] and seen[1]["injected"] == table["injected"].iloc[1] > 0
     with pytest.raises(ValueError, match="trainers is empty"):
         noise_robustness(world, {})
 

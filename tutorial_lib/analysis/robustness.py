@@ -69,7 +69,7 @@ Trainer = Callable[[InteractionData, int], object]     # (data, seed) -> a model
 
 def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], shares: Sequence[float] = SHARES,
                      seeds: Sequence[int] = (0,), ks: Sequence[int] = (10, 20), keep_models: bool = False,
-                     progress: bool = False):
+                     progress: bool = False, callback: Callable[[dict], None] | None = None):
     """Train every model on ``data`` with each injected share; evaluate on the clean test split.
 
     trainers: ``{name: trainer(noisy_data, seed) -> model}``, the model fitted (early stopping
@@ -77,7 +77,8 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
     ``model.score(data, users, split)``. Returns a DataFrame with one row per (share, seed,
     model): ``model, share, seed, injected`` (interactions added), the test metrics at ``ks``
     and ``seconds`` (training + evaluation); with ``keep_models`` also ``{(name, share, seed):
-    model}``.
+    model}``. ``callback(row)`` is called with each row as soon as it is made (e.g. to append it
+    to a file during a long run).
     """
     if not trainers:
         raise ValueError("trainers is empty: pass {name: trainer(data, seed) -> model}")
@@ -93,6 +94,8 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
                 rows.append({"model": name, "share": share, "seed": seed, "injected": injected.nnz,
                              **{k: v for k, v in test.items() if k != "n_users"},
                              "seconds": time.perf_counter() - start})
+                if callback is not None:
+                    callback(rows[-1])
                 if progress:
                     print(f"share {share:.0%}  seed {seed}  {name:12s} recall@{max(ks)} "
                           f"{test[f'recall@{max(ks)}']:.4f}  ({rows[-1]['seconds']:.1f} s)", flush=True)
