@@ -19,6 +19,8 @@ One idea per module (where to look for what):
     beyond_accuracy  coverage, Gini, diversity, novelty, posterior collapse, latency (notebook 08)
     viz/        plots and widgets, one module per notebook (each widget has a static twin)
     notebook    record results in an executed notebook, read them back in tests
+    cli         diffrec-tutorial: train any model on your data from the shell (recipes, --set)
+    distributed data-parallel training under torchrun (DistributedDataParallel), bounded scoring
 
 Sub-modules are imported lazily, so ``import tutorial_lib`` stays fast.
 """
@@ -31,10 +33,11 @@ from .utils import device, seed_everything
 __version__ = "0.1.0"
 __all__ = ["device", "seed_everything", "schedules", "diffusion", "step_sampler", "data", "datasets",
            "download", "synthetic", "sequences", "metrics", "train", "history", "checkpoint", "models",
-           "analysis", "beyond_accuracy", "viz", "notebook"]
+           "analysis", "beyond_accuracy", "viz", "notebook", "cli", "distributed"]
 
 _LAZY = {"schedules", "diffusion", "step_sampler", "data", "datasets", "download", "synthetic", "sequences",
-         "metrics", "train", "history", "checkpoint", "models", "analysis", "beyond_accuracy", "viz", "notebook"}
+         "metrics", "train", "history", "checkpoint", "models", "analysis", "beyond_accuracy", "viz", "notebook",
+         "cli", "distributed"}
 
 
 def __getattr__(name):

@@ -116,6 +116,7 @@ class _Run:
     best_state: dict | None = None
     step: int = 0
     saved_epoch: int | None = None          # the epoch of the checkpoint this run can resume from
+    parallel: object | None = None          # a distributed.DataParallel: this rank's share of the work
 
     def resume(self) -> int:
         """Load the checkpoint at ``path``; return the first epoch still to train."""
@@ -128,9 +129,12 @@ class _Run:
     def train_epoch(self, epoch: int, batch_size: int) -> float:
         """One pass over ``model.batches``; the mean batch loss."""
         total, n_batches = 0.0, 0
-        for batch in self.model.batches(self.data, batch_size, self.generator):
+        batches, step_loss = self.model.batches(self.data, batch_size, self.generator), self.model.loss
+        if self.parallel is not None:               # this rank's rows of each batch, gradients all-reduced
+            batches, step_loss = self.parallel.shard(batches, epoch), self.parallel.loss
+        for batch in batches:
             self.model.train()
-            loss = self.model.loss(to_device(batch, self.device))
+            loss = step_loss(to_device(batch, self.device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {self.step + 1};"
                                          " lower lr or check the model")
@@ -143,12 +147,16 @@ class _Run:
             total, n_batches = total + loss.item(), n_batches + 1
         if hasattr(self.model, "on_epoch_end"):
             self.model.on_epoch_end(epoch)
-        return total / max(n_batches, 1)
+        mean = total / max(n_batches, 1)
+        return mean if self.parallel is None else self.parallel.mean(mean)
 
     def score_split(self, split: str) -> dict:
         """Metrics on ``split`` with the model in eval mode (back in train mode after)."""
         self.model.eval()
         try:
+            if self.parallel is not None:           # each rank scores a share of the users
+                return self.parallel.evaluate(self.model, self.data, split, ks=self.ks,
+                                              batch_size=self.eval_batch_size, mask_history=self.mask_history)
             return evaluate(lambda users: self.model.score(self.data, users, split=split), self.data,
                             split, ks=self.ks, batch_size=self.eval_batch_size, mask_history=self.mask_history)
         finally:
@@ -177,9 +185,10 @@ class _Run:
         return stop
 
     def save(self, epoch: int, finished: bool) -> None:
-        """Write the checkpoint after ``epoch`` (layout: :mod:`tutorial_lib.checkpoint`)."""
-        ckpt.save_training(self.path, self.model, self.best_state, self.optimizer, self.generator,
-                           epoch, self.step, self.history.to_dict(), finished)
+        """Write the checkpoint after ``epoch`` (layout: :mod:`tutorial_lib.checkpoint`); rank 0 only."""
+        if self.parallel is None or self.parallel.is_main:
+            ckpt.save_training(self.path, self.model, self.best_state, self.optimizer, self.generator,
+                               epoch, self.step, self.history.to_dict(), finished)
         self.saved_epoch = epoch
 
 
@@ -196,7 +205,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         eval_batch_size: int = 1024, mask_history: bool = True, test: bool | str = "best",
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         time_limit: float | None = None, device="auto", seed: int = 0,
-        progress: bool | int = True) -> History:
+        progress: bool | int = True, parallel=None) -> History:
     """Train ``model`` on ``data`` with early stopping on ``metric``; return the History.
 
     Args:
@@ -224,6 +233,8 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         seed: seeds Python, NumPy, torch and the batch-order generator.
         progress: True: a tqdm bar over epochs; a number N: instead one printed line every N
             epochs (epoch, training seconds, loss, metric: a log without bars); False: silent.
+        parallel: a :class:`tutorial_lib.distributed.DataParallel` (``torchrun``: batches and
+            evaluation shared among processes, checkpoints from rank 0), or None.
     Returns:
         a :class:`History`; ``model`` ends with the best validation weights loaded, in eval mode.
         That holds when the run is interrupted too (Ctrl-C, the notebook's stop button, an
@@ -238,7 +249,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     run = _Run(model, data, _make_optimizer(model, optimizer, lr, weight_decay),
                torch.Generator().manual_seed(seed), dev, History(device=str(dev), metric=metric),
                epochs, patience, ks, eval_batch_size, mask_history, test,
-               None if checkpoint is None else Path(checkpoint))
+               None if checkpoint is None else Path(checkpoint), parallel=parallel)
     started = time.perf_counter()
     start = run.resume() if resume and run.path.exists() else 1
     log_every = None if isinstance(progress, bool) else int(progress)
@@ -257,6 +268,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             h.epochs = epoch
             postfix = {"loss": f"{h.train_loss[-1]:.4g}"}
             h.paused = time_limit is not None and epoch < epochs and time.perf_counter() - started >= time_limit
+            h.paused = h.paused if parallel is None else parallel.any(h.paused)     # every rank pauses
             if eval_every is not None and (epoch % eval_every == 0 or epoch == epochs):
                 stop = run.evaluate_epoch(epoch)
                 postfix[metric] = f"{h.valid[-1][1][metric]:.4f}"

@@ -39,6 +39,11 @@ from pathlib import Path
 
 import torch
 
+from tutorial_lib.cli.recipes import CFGAN_BASE as BASE  # the settings (GRID entry 5: ML1M)
+from tutorial_lib.cli.recipes import CFGAN_ML1M as ML1M
+from tutorial_lib.cli.recipes import CFGAN_ML1M_TRAIN as ML1M_TRAIN
+from tutorial_lib.cli.recipes import CFGAN_SYNTHETIC as SYNTHETIC
+from tutorial_lib.cli.recipes import CFGAN_SYNTHETIC_TRAIN as SYNTHETIC_TRAIN
 from tutorial_lib.datasets import load_course_data
 from tutorial_lib.models.cfgan import CFGAN
 from tutorial_lib.train import fit
@@ -48,11 +53,6 @@ from tutorial_lib.utils import seed_everything
 KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 EPOCHS = 1000                          # an upper limit; early stopping ends far sooner
 GRID_EPOCHS = 30
-BASE = dict(g_hidden=(300,), d_hidden=(250,), s_zr=0.9, s_pm=0.9)
-ML1M = dict(BASE, alpha=1.0, s_zr=0.5, s_pm=0.0)             # GRID entry 5
-ML1M_TRAIN = dict(lr=3e-3, batch_size=64)
-SYNTHETIC = dict(g_hidden=(128,), d_hidden=(64,), s_zr=0.5, s_pm=0.5, alpha=1.0)
-SYNTHETIC_TRAIN = dict(lr=3e-3, batch_size=64)
 # (model settings, training settings) tried on ml-1m_clean validation
 GRID = [
     (dict(BASE, alpha=0.1), dict(lr=1e-3, batch_size=256)),

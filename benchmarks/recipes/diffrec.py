@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from tutorial_lib.cli.recipes import (DIFFREC, EPOCHS, LAMBDAS, MULTIVAE, MULTIVAE_TRAIN,  # noqa: F401
+                                      SYNTHETIC_DIFFREC, SYNTHETIC_MULTIVAE)
 from tutorial_lib.datasets import load_diffrec_npy
 from tutorial_lib.synthetic import make_synthetic
 from tutorial_lib.metrics import evaluate
@@ -50,16 +52,8 @@ from tutorial_lib.utils import device as pick_device
 from tutorial_lib.utils import seed_everything
 
 KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-EPOCHS = 1000                      # the released code's limit; early stopping ends far sooner
-DIFFREC = dict(dims=(200, 600), emb_size=10, T=40, noise_schedule="linear-var", noise_scale=0.005,
-               noise_min=0.005, noise_max=0.01, mean_type="x0", step_sampling="importance",
-               reweight=True, sampling_steps=0)
-LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0)
-MULTIVAE = dict(hidden=(600,), latent=200, dropout=0.5, anneal_cap=0.2, total_anneal_steps=2_000)
-MULTIVAE_TRAIN = dict(lr=1e-3, batch_size=500, optimizer="adam")
-# the synthetic world is small (600 users x 400 items): a smaller net, a few more updates
-SYNTHETIC_DIFFREC = dict(DIFFREC, dims=(64,), T=10)
-SYNTHETIC_MULTIVAE = dict(MULTIVAE, hidden=(64,), latent=32, total_anneal_steps=200)
+# the settings (DIFFREC, MULTIVAE, LAMBDAS, the SYNTHETIC_* ones) live in tutorial_lib/cli/recipes.py,
+# which `diffrec-tutorial train` reads too
 
 
 def load(args):

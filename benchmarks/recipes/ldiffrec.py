@@ -21,19 +21,13 @@ from __future__ import annotations
 
 import time
 
+from tutorial_lib.cli.recipes import EPOCHS, LIGHTGCN, SYNTHETIC_LR, W_MAX, W_MIN  # the settings
 from tutorial_lib.models.diffrec_fast import FastLDiffRec, FastLTDiffRec, FastTDiffRec
 from tutorial_lib.models.ldiffrec import cluster_items, item_embeddings
 from tutorial_lib.train import fit
 from tutorial_lib.utils import seed_everything
 
 from .diffrec import load  # the same data: ml-1m_clean or the synthetic default
-
-W_MIN, W_MAX = 0.1, 1.0
-EPOCHS = 1000            # the released code's upper limit; early stopping ends far sooner
-# 20 epochs: chosen on validation over 3 (diffrec_sweep.py --family ldiffrec: 0.1093 vs 0.1064)
-LIGHTGCN = {"dim": 64, "layers": 3, "epochs": 20, "lr": 1e-2, "batch_size": 8192}
-# on the small synthetic world the paper's learning rates need many more epochs
-SYNTHETIC_LR = {"lr_ae": 1e-2, "lr_denoiser": 5e-3}
 
 
 def item_clusters(data, args, n_clusters: int = 2):

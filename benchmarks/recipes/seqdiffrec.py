@@ -19,14 +19,10 @@ width-32 net, T = 100, 8 epochs at lr 5e-3, as the other sequential recipes do.
 from __future__ import annotations
 
 from recipes.sequential import _result, _train, load
+from tutorial_lib.cli.recipes import FAST_SEQDIFFREC, SEQDIFFREC, SEQDIFFREC_TRAIN  # the settings
+from tutorial_lib.cli.recipes import FAST_SEQDIFFREC_TRAIN as FAST_TRAIN
 from tutorial_lib.models.seqdiffrec import SeqDiffRec
 from tutorial_lib.utils import seed_everything
-
-SEQDIFFREC = dict(hidden=128, max_len=50, n_layers=2, n_heads=2, dropout=0.1, T=200, schedule="linear",
-                  inference_steps=5)
-SEQDIFFREC_TRAIN = dict(lr=1e-3, batch_size=512, epochs=500, eval_every=20, patience=5 * 20)
-FAST_SEQDIFFREC = dict(SEQDIFFREC, hidden=32, n_layers=1, T=100)
-FAST_TRAIN = dict(lr=5e-3, batch_size=128, epochs=8, eval_every=4, patience=None)
 
 
 def run_seqdiffrec(args) -> dict:

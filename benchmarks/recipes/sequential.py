@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tutorial_lib.cli.recipes import (DIFFUREC, DIFFUREC_TRAIN, FAST_DIFFUREC, FAST_SASREC,  # the settings
+                                      FAST_SASREC_TRAIN, FAST_TRAIN, SASREC, SASREC_TRAIN)
 from tutorial_lib.data import InteractionData
 from tutorial_lib.datasets import load_diffurec_pkl
 from tutorial_lib.metrics import MetricAccumulator
@@ -60,17 +62,7 @@ from tutorial_lib.utils import seed_everything
 
 KS = (5, 10, 20)
 KEYS = [f"{m}@{k}" for m in ("hr", "ndcg") for k in KS]
-DIFFUREC = dict(hidden=128, max_len=50, n_blocks=4, heads=4, dropout=0.1, emb_dropout=0.3, T=32,
-                schedule="trunc-linear", lambda_mean=0.001, lambda_std=0.001, lr_decay_step=100)
-DIFFUREC_TRAIN = dict(lr=1e-3, batch_size=512, epochs=500, eval_every=20, patience=5 * 20)
-SASREC = dict(hidden=64, max_len=50, n_blocks=2, heads=1, dropout=0.5)
-SASREC_TRAIN = dict(lr=1e-3, batch_size=128, epochs=200, eval_every=5, patience=20)
 SASREC_GRID = [dict(SASREC, hidden=h, dropout=p) for h in (64, 128) for p in (0.2, 0.5)]
-# small data: small nets (the smoke runs and the synthetic sequences)
-FAST_DIFFUREC = dict(DIFFUREC, hidden=32, n_blocks=1, heads=2, emb_dropout=0.1, T=8)
-FAST_TRAIN = dict(lr=1e-2, batch_size=128, epochs=8, eval_every=4, patience=None)
-FAST_SASREC = dict(SASREC, hidden=32, n_blocks=1, dropout=0.2)
-FAST_SASREC_TRAIN = dict(lr=5e-3, batch_size=64, epochs=8, eval_every=4, patience=None)
 
 
 def subsample_users(data: InteractionData, n_users: int, seed: int = 0) -> InteractionData:

@@ -1,0 +1,270 @@
+"""diffrec-tutorial (tutorial_lib.cli): formats detected, recipes and --set, the JSON line, the
+top-K file in raw ids, one clear line and no file left for every bad input, and the README's
+"Command line" commands run as written (the N-GPU one on CPU with gloo, 2 processes)."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorial_lib.cli import main
+from tutorial_lib.cli import inputs
+from tutorial_lib.cli.recipes import RECIPES, apply_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+QUICK = ["--small", "--set", "epochs=2", "eval_every=1", "--no-progress"]
+
+
+def clicks(n_users=40, n_items=30, seed=0) -> pd.DataFrame:
+    """A log with raw ids (users 100.., items 7, 10, 13, ...), times and ratings."""
+    rng = np.random.default_rng(seed)
+    rows = [(100 + u, 7 + 3 * int(i), 1000 * u + j, int(rng.integers(1, 6)))
+            for u in range(n_users) for j, i in enumerate(rng.choice(n_items, rng.integers(6, 11), replace=False))]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+
+
+def opts(**kw):
+    base = dict(format=None, sep=None, min_rating=None, user_col=None, item_col=None, time_col=None,
+                rating_col=None, split=None, seed=1)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def run_main(capsys, *argv):
+    """(exit status, stdout, stderr) of diffrec-tutorial in this process."""
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ---- formats
+
+def _write_formats(tmp: Path) -> dict:
+    df = clicks()
+    df.to_csv(tmp / "log.csv", index=False)
+    df.to_csv(tmp / "log.tsv", sep="\t", index=False)
+    with open(tmp / "log.inter", "w") as f:
+        f.write("user_id:token\titem_id:token\ttimestamp:float\trating:float\n")
+        df.to_csv(f, sep="\t", index=False, header=False)
+    (tmp / "ml").mkdir()
+    with open(tmp / "ml" / "ratings.dat", "w") as f:
+        f.writelines(f"{u}::{i}::{r}::{t}\n" for u, i, t, r in df.itertuples(index=False))
+    (tmp / "npy").mkdir()
+    pairs = df[["user_id", "item_id"]].to_numpy() - [100, 0]
+    for name, part in zip(("train", "valid", "test"), (pairs[::3], pairs[1::3], pairs[2::3])):
+        np.save(tmp / "npy" / f"{name}_list.npy", part.astype(np.int64))
+    lists = {s: {int(u): [int(i) + 1] for u, i in pairs[k::3][:20]} for k, s in enumerate(("train", "val", "test"))}
+    with open(tmp / "dataset.pkl", "wb") as f:
+        pickle.dump({**lists, "smap": {i: i + 1 for i in range(int(pairs[:, 1].max()) + 1)}}, f)
+    return {"csv": "log.csv", "tsv": "log.tsv", "recbole": "log.inter", "movielens": "ml",
+            "diffrec-npy": "npy", "diffurec-pkl": "dataset.pkl"}
+
+
+def test_every_format_is_detected_and_read(tmp_path):
+    for name, rel in _write_formats(tmp_path).items():
+        fmt = "csv" if name == "tsv" else name
+        data, said = inputs.load(tmp_path / rel, opts(), "rows")
+        assert f"read as {fmt}" in said, said
+        assert data.train.nnz and data.valid.nnz and data.test.nnz
+        if fmt in ("csv", "recbole", "movielens"):          # the log's own raw ids, split by time 7:2:1
+            assert set(data.user_map) == set(range(100, 140)) and "split 'time'" in said
+            assert data.valid.nnz > data.test.nnz
+
+
+def test_split_rules_and_columns(tmp_path):
+    df = clicks()[["user_id", "item_id"]]                 # no time column
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    data, said = inputs.load(tmp_path / "plain.csv", opts(), "sequential")
+    assert "leave-one-out" in said and "row order is time order" in said
+    assert (np.diff(data.test.indptr) == 1).all()           # one test item per user
+    _, said = inputs.load(tmp_path / "plain.csv", opts(), "rows")
+    assert "split 'random'" in said
+    a, _ = inputs.load(tmp_path / "plain.csv", opts(split="random", seed=3), "rows")
+    b, _ = inputs.load(tmp_path / "plain.csv", opts(split="random", seed=3), "rows")
+    assert (a.test != b.test).nnz == 0                     # seeded
+    clicks().to_csv(tmp_path / "r.csv", sep=";", index=False)
+    kept, _ = inputs.load(tmp_path / "r.csv", opts(sep=";", min_rating=4), "rows")
+    assert kept.train.nnz + kept.valid.nnz + kept.test.nnz == (clicks()["rating"] >= 4).sum()
+
+
+# ---- recipes and --set
+
+def test_set_overrides_and_rejects_unknown_keys():
+    base = RECIPES["diffrec"].settings()
+    new = apply_overrides("diffrec", base, ["T=20", "dims=300,900", "lr=1e-4", "reweight=false", "patience=none"])
+    assert (new["T"], new["dims"], new["lr"], new["reweight"], new["patience"]) == (20, (300, 900), 1e-4, False, None)
+    with pytest.raises(ValueError, match=r"no setting 'steps'; valid keys: .*T, batch_size"):
+        apply_overrides("diffrec", base, ["steps=5"])
+    with pytest.raises(ValueError, match="T takes an integer"):
+        apply_overrides("diffrec", base, ["T=ten"])
+
+
+def test_benchmark_recipes_read_the_package_settings():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from recipes import diffrec, sequential
+
+    assert diffrec.DIFFREC is RECIPES["diffrec"].model and sequential.DIFFUREC is RECIPES["diffurec"].model
+
+
+# ---- training, the JSON line, the files
+
+def test_train_prints_json_and_writes_checkpoint_and_raw_id_recommendations(tmp_path, capsys):
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    code, out, err = run_main(capsys, "train", "multivae", "--data", tmp_path / "log.csv", *QUICK,
+                              "--checkpoint", tmp_path / "m.pt", "--recommend", 3, "--out", tmp_path / "recs.csv")
+    assert code == 0, err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert {"recall@20", "ndcg@20", "best_epoch", "train_seconds", "device", "processor", "torch"} <= set(line)
+    assert "read as csv" in err and line["settings"]["epochs"] == 2
+    recs = pd.read_csv(tmp_path / "recs.csv")
+    assert list(recs.columns) == ["user", "item", "rank", "score"] and len(recs) == 40 * 3
+    assert set(recs["user"]) == set(range(100, 140)) and ((recs["item"] - 7) % 3 == 0).all()
+    seen = set(map(tuple, clicks()[["user_id", "item_id"]].to_numpy()))
+    assert not any((u, i) in seen for u, i in recs[["user", "item"]].itertuples(index=False))
+    assert (recs.groupby("user")["score"].diff().dropna() <= 0).all()
+    import torch
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["recipe"]["model"] == "multivae"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "m.pt", "recs.csv"]    # no temp file
+
+
+def test_cli_figures_equal_reproduce(tmp_path, capsys):
+    """The same data, recipe and seed: diffrec-tutorial's line has reproduce.py's figures."""
+    from tutorial_lib.synthetic import make_synthetic
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import reproduce
+
+    data = make_synthetic(seed=0)[0]
+    (tmp_path / "syn").mkdir()
+    for split in ("train", "valid", "test"):
+        m = getattr(data, split).tocoo()
+        np.save(tmp_path / "syn" / f"{split}_list.npy", np.stack([m.row, m.col], 1).astype(np.int64))
+    code, out, _ = run_main(capsys, "train", "diffrec", "--data", tmp_path / "syn", *QUICK,
+                            "--checkpoint", tmp_path / "d.pt")
+    ours = json.loads(out.strip().splitlines()[-1])
+    theirs = reproduce.main(["diffrec", "--dataset", "synthetic", "--fast", "--no-progress"])
+    capsys.readouterr()
+    assert [ours[k] for k in ("recall@20", "ndcg@20", "best_epoch")] == \
+           [theirs[k] for k in ("recall@20", "ndcg@20", "best_epoch")]
+
+
+# ---- bad input: one line, exit status 2, no file left
+
+def _bad(tmp_path: Path, case: str) -> tuple[Path, list]:
+    """(the --data path, extra arguments) of one bad input."""
+    good = clicks()
+    path = tmp_path / "in" / "log.csv"
+    path.parent.mkdir()
+    if case == "missing file":
+        return tmp_path / "in" / "nowhere.csv", []
+    if case == "unknown column":
+        good.to_csv(path, index=False)
+        return path, ["--user-col", "customer"]
+    if case == "ids not integers":
+        good.astype({"item_id": float}).assign(item_id=lambda d: d["item_id"] + 0.5).to_csv(path, index=False)
+        return path, []
+    if case == "user without training interactions":
+        path = tmp_path / "in" / "npy"
+        path.mkdir()
+        for split, rows in (("train", [[0, 0], [1, 1]]), ("valid", [[2, 1]]), ("test", [[0, 1], [1, 0]])):
+            np.save(path / f"{split}_list.npy", np.array(rows, dtype=np.int64))
+        return path, []
+    if case == "split leaves a set empty":
+        good.groupby("user_id").head(2).to_csv(path, index=False)         # 2 clicks a user
+        return path, ["--split", "leave-one-out"]
+    if case == "empty file":
+        path.write_text("")
+        return path, []
+    if case == "truncated csv":
+        text = good.to_csv(index=False)
+        path.write_text(text[:text.rindex("\n", 0, len(text) - 1)] + "\n139,")     # the last row cut short
+        return path, []
+    if case == "truncated npy":
+        path = tmp_path / "in" / "npy"
+        path.mkdir()
+        for split in ("train", "valid", "test"):
+            np.save(path / f"{split}_list.npy", np.arange(40, dtype=np.int64).reshape(20, 2))
+        (path / "train_list.npy").write_bytes((path / "train_list.npy").read_bytes()[:-16])
+        return path, []
+    raise AssertionError(case)
+
+
+BAD = {
+    "missing file": r"--data .*nowhere\.csv: no such file or folder",
+    "unknown column": r"no column 'customer' \(--user-col\); its columns are user_id, item_id, timestamp, rating",
+    "ids not integers": r"column 'item_id' holds ids that are not integers \('\d+\.5' on line 2\)",
+    "user without training interactions": r"user 2 has no training interactions \(1 of the 3 users\)",
+    "split leaves a set empty": r"the split leaves the valid set empty",
+    "empty file": r"log\.csv is empty",
+    "truncated csv": r"line \d+ has no item value .*a truncated file",
+    "truncated npy": r"train_list\.npy is truncated: its header announces 320 bytes of data, the file holds 304",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_says_one_line_and_leaves_no_file(tmp_path, capsys, case):
+    data, extra = _bad(tmp_path, case)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = run_main(capsys, "train", "diffrec", "--data", data, *extra, *QUICK,
+                              "--checkpoint", out_dir / "m.pt", "--recommend", 5, "--out", out_dir / "recs.csv")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("diffrec-tutorial: error: "), err
+    assert re.search(BAD[case], err), err
+    assert list(out_dir.iterdir()) == []
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p != out_dir) == before
+
+
+def test_bad_option_says_one_line(tmp_path, capsys):
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    code, _, err = run_main(capsys, "train", "diffrec", "--data", tmp_path / "log.csv", "--set", "steps=4")
+    assert code == 2 and "valid keys:" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_main(capsys, "train", "diffrec", "--data", tmp_path / "log.csv", "--recommend", "5")
+    assert code == 2 and "add --out" in err
+
+
+# ---- the README's commands
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
+    return [ln for ln in lines if ln]
+
+
+def test_readme_commands_run_as_written(tmp_path, capsys, monkeypatch):
+    """Each command of "Command line" on a small CSV, 2 epochs: the first two in this process
+    (main() with the command's arguments), the N-GPU one under torchrun with 2 CPU processes (gloo)."""
+    commands = readme_commands()
+    assert len(commands) == 3 and "torchrun" in commands[2] and "--recommend" in commands[1]
+    clicks().to_csv(tmp_path / "my_clicks.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    for i, command in enumerate(commands):
+        command = re.sub(r"--nproc_per_node=\S+", "--nproc_per_node=2", command).replace("--device cuda", "--device cpu")
+        args = command.replace(".venv/bin/", f"{BIN}/").split() + ["--set", "epochs=2", "eval_every=1", "--no-progress"]
+        if args[0].endswith("diffrec-tutorial"):
+            code, out, err = run_main(capsys, *args[1:])
+        else:
+            done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+            code, out, err = done.returncode, done.stdout, done.stderr
+        assert code == 0, (command, err[-2000:])
+        line = json.loads(out.strip().splitlines()[-1])
+        assert line["model"] == "diffrec" and line["processes"] == (2 if i == 2 else 1)
+        assert (tmp_path / line["checkpoint"]).exists()
+        if i == 1:                                        # resumed the first run: nothing trained again
+            assert line["epochs"] == 2 and line["recommendation_rows"] == 40 * 10
+    assert pd.read_csv(tmp_path / "recs.csv")["user"].nunique() == 40
+    assert shutil.which("diffrec-tutorial", path=str(BIN))             # the console script is installed

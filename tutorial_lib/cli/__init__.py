@@ -1,0 +1,166 @@
+"""``diffrec-tutorial``: train any model of the course on your own data, from the shell.
+
+    diffrec-tutorial train diffrec --data my_clicks.csv                  # the paper's recipe
+    diffrec-tutorial train diffrec --data my_clicks.csv --set T=20 lr=1e-4 --recommend 10 --out recs.csv
+    torchrun --nproc_per_node=4 --no-python diffrec-tutorial train diffrec --data my_clicks.csv --device cuda
+    diffrec-tutorial recipes diffrec                                     # the settings --set can change
+
+``--data`` is read by :mod:`~tutorial_lib.cli.inputs` (format detected, split if it has none),
+the model built and trained with its recipe (:mod:`~tutorial_lib.cli.recipes`) by
+:mod:`~tutorial_lib.cli.run`. The last line on stdout is one JSON object, as
+``benchmarks/reproduce.py`` prints; the checkpoint goes to ``--checkpoint`` (default
+``MODEL.pt``) and, with ``--recommend K``, the top-K unseen items of every user (raw ids, with
+scores) to ``--out``. Under ``torchrun`` the processes share the training
+(:mod:`tutorial_lib.distributed`); rank 0 writes the files and the line.
+A bad input ends the command with one line on stderr (exit status 2) and no file written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .inputs import FORMATS, SPLITS, BadInput
+from .recipes import PARALLEL, RECIPES, apply_overrides
+
+__all__ = ["main", "train", "parse_args", "RECIPES", "BadInput"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from ..distributed import SCORE_BUDGET
+
+    p = argparse.ArgumentParser(prog="diffrec-tutorial", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("recipes", help="print a model's default settings (the keys --set takes)")
+    r.add_argument("model", nargs="?", choices=sorted(RECIPES))
+    r.add_argument("--small", action="store_true", help="the settings for small data")
+    t = sub.add_parser("train", help="train MODEL on --data; print one JSON line")
+    t.add_argument("model", choices=sorted(RECIPES))
+    t.add_argument("--data", required=True, help="a DiffRec npy folder, DiffuRec dataset.pkl, CSV/TSV, "
+                   "RecBole .inter file or MovieLens folder")
+    t.add_argument("--format", choices=FORMATS, default=None, help="skip the detection")
+    t.add_argument("--sep", default=None, help="CSV separator (default: tab for .tsv, else comma)")
+    t.add_argument("--min-rating", type=float, default=None, help="keep rows with rating >= this")
+    for role in ("user", "item", "time", "rating"):
+        t.add_argument(f"--{role}-col", default=None, help=f"the {role} column (default: its usual names)")
+    t.add_argument("--split", choices=list(SPLITS), default=None,
+                   help="for data with no split: time (7:2:1 per user by time), random, leave-one-out "
+                        "(default: leave-one-out for sequential models, else time if there are times)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change a setting of the recipe (diffrec-tutorial recipes MODEL lists them)")
+    t.add_argument("--small", action="store_true", help="the recipes' settings for small data (synthetic)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--checkpoint", default=None, help="the model file (default MODEL.pt)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint")
+    t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="pause after the epoch that passes this (then --resume goes on)")
+    t.add_argument("--recommend", type=_positive_int, default=None, metavar="K", help="top-K items per user")
+    t.add_argument("--out", default=None, help="CSV file for --recommend (user,item,rank,score)")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--log-every", type=_positive_int, default=None, metavar="N", help="a log line every N epochs")
+    t.add_argument("--score-budget", dest="budget", type=_positive_int, default=SCORE_BUDGET,
+                   help=argparse.SUPPRESS)                 # floats per (users, items) chunk
+    args = p.parse_args(argv)
+    if args.command == "train":
+        args.checkpoint = args.checkpoint or f"{args.model}.pt"
+    return args
+
+
+def _check_outputs(args) -> None:
+    """Fail before reading or training on an output that cannot be written."""
+    if args.recommend is not None and args.out is None:
+        raise BadInput("--recommend K writes to a CSV file: add --out recs.csv")
+    if args.out is not None and args.recommend is None:
+        raise BadInput("--out is the file of --recommend K: add --recommend 10")
+    for path in (args.out, args.checkpoint):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise BadInput(f"{path}: its folder {Path(path).resolve().parent} does not exist")
+    if Path(args.checkpoint).exists() and not args.resume:
+        raise BadInput(f"{args.checkpoint} exists: pass --resume to continue that run, or another --checkpoint")
+    if args.resume and RECIPES[args.model].family == "closed":
+        raise BadInput(f"{args.model} is fitted in one go: --resume is for the trained models")
+
+
+def train(args) -> dict:
+    """Everything ``diffrec-tutorial train`` does; returns the result line (rank 0's)."""
+    from .. import checkpoint as ckpt
+    from .. import distributed
+    from ..utils import seed_everything
+    from . import inputs, run
+
+    recipe = RECIPES[args.model]
+    try:
+        settings = apply_overrides(args.model, recipe.settings(args.small), args.set)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    _check_outputs(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.model not in PARALLEL:
+        raise BadInput(f"{args.model} does not train in parallel; torchrun takes {', '.join(PARALLEL)}")
+    data, said = inputs.load(Path(args.data), args, recipe.family)
+    if args.recommend is not None and args.recommend > data.n_items:
+        raise BadInput(f"--recommend {args.recommend}: the data has only {data.n_items} items")
+    start = time.perf_counter()
+    dev = distributed.init(args.device)
+    run.say(said)
+    seed_everything(args.seed)
+    model_settings, _ = recipe.split(settings)
+    model = recipe.build(data.n_items, model_settings, data, args.seed, dev)
+    info = {"model": args.model, "settings": settings, "data": str(args.data), "seed": args.seed}
+    main = distributed.world()[0] == 0
+    if recipe.family == "closed":
+        result, state, model = run.closed_form(args.model, model, data, settings, args)
+        if main:
+            ckpt.save(args.checkpoint, {**state, "recipe": info})
+    else:
+        result, model = run.trained(recipe, model, data, settings, args, dev)
+        if main:
+            run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
+    outputs = {"checkpoint": str(args.checkpoint)}
+    if main and args.recommend is not None:
+        rows = run.write_recommendations(model, data, args.recommend, Path(args.out), args.budget)
+        outputs.update(recommendations=str(args.out), recommendation_rows=rows)
+    return {"model": args.model, "dataset": data.name, **result, "seed": args.seed, "data": str(args.data),
+            "processes": distributed.world()[1], "settings": settings, **outputs,
+            "wall_seconds": round(time.perf_counter() - start, 2),
+            "processor": run.processor(result["device"]), "torch": _torch_version()}
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def main(argv=None) -> int:
+    """The console script; returns the exit status (2: a bad input, said in one line)."""
+    args = parse_args(argv)
+    if args.command == "recipes":
+        models = [args.model] if args.model else sorted(RECIPES)
+        for name in models:
+            print(json.dumps({"model": name, "source": RECIPES[name].source,
+                              "settings": RECIPES[name].settings(args.small)}))
+        return 0
+    from .. import distributed
+
+    try:
+        result = train(args)
+    except BadInput as err:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"diffrec-tutorial: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.close()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result), flush=True)
+    return 0

@@ -1,0 +1,220 @@
+"""``--data PATH`` -> InteractionData: which format it is, reading it, splitting it, checking it.
+
+Formats (detected from the path, or named with ``--format``):
+
+    diffrec-npy    a folder with DiffRec's train_list.npy / valid_list.npy / test_list.npy (split)
+    diffurec-pkl   DiffuRec's dataset.pkl, or a folder holding it (split, leave-one-out)
+    csv            a delimited file with a header: user, item[, timestamp][, rating] columns
+                   under their usual names (data.COLUMN_NAMES) or named with --user-col ...;
+                   .tsv files and --sep change the separator
+    recbole        a RecBole atomic .inter file (tab separated, ``name:type`` headers)
+    movielens      a MovieLens folder: ratings.dat (``user::item::rating::time``) or ratings.csv
+
+Logs with no split get one of the papers' rules (``--split``, seeded): ``time`` (per user by
+time, 7:2:1 as DiffRec's ML-1M), ``random`` (the same shares at random) or ``leave-one-out``
+(DiffuRec's: per user, last = test, second last = valid). Default: leave-one-out for the
+sequential models, else time when there is a time column, else random. Without a time column
+the row order is the time order.
+
+Every problem is a :class:`BadInput` with a one-line message naming the file.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("diffrec-npy", "diffurec-pkl", "csv", "recbole", "movielens")
+SPLITS = {"time": "temporal", "random": "random", "leave-one-out": "loo"}     # ours -> data.SPLITS
+VALID_FRAC, TEST_FRAC = 0.2, 0.1                                               # DiffRec's 7:2:1
+INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+NUMBER = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+class BadInput(Exception):
+    """A problem with the user's input, in one line (``diffrec-tutorial`` prints it and exits 2)."""
+
+
+def detect(path: Path, fmt: str | None = None) -> tuple[str, Path]:
+    """(format, the file or folder to read) for ``--data path``."""
+    if not path.exists():
+        raise BadInput(f"--data {path}: no such file or folder")
+    if fmt is not None:
+        return fmt, path
+    if path.is_dir():
+        for name, found in (("diffrec-npy", "train_list.npy"), ("diffurec-pkl", "dataset.pkl"),
+                            ("movielens", "ratings.dat"), ("movielens", "ratings.csv")):
+            if (path / found).exists():
+                return name, path / found if name == "diffurec-pkl" else path
+        inter = sorted(path.glob("*.inter"))
+        if len(inter) == 1:
+            return "recbole", inter[0]
+        raise BadInput(f"--data {path}: a folder with none of train_list.npy (DiffRec), dataset.pkl "
+                       "(DiffuRec), ratings.dat / ratings.csv (MovieLens) or one .inter file (RecBole)")
+    suffix = path.suffix.lower()
+    if suffix == ".pkl":
+        return "diffurec-pkl", path
+    if suffix == ".inter":
+        return "recbole", path
+    if suffix == ".npy":
+        return "diffrec-npy", path.parent
+    if path.name == "ratings.dat":
+        return "movielens", path.parent
+    return "csv", path
+
+
+# ---- the papers' released splits
+
+def _npy_intact(path: Path) -> None:
+    """A .npy file whose data is shorter than its header says is truncated: say so."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+        except ValueError as err:
+            raise BadInput(f"{path}: not a readable .npy file ({err}); truncated or corrupt?") from None
+        need, have = int(np.prod(shape)) * dtype.itemsize, path.stat().st_size - f.tell()
+    if have < need:
+        raise BadInput(f"{path} is truncated: its header announces {need:,} bytes of data, the file "
+                       f"holds {have:,}; download or copy it again")
+
+
+def _read_split(fmt: str, path: Path):
+    from ..datasets import load_diffrec_npy, load_diffurec_pkl
+
+    if fmt == "diffrec-npy":
+        for split in ("train", "valid", "test"):
+            if (path / f"{split}_list.npy").exists():
+                _npy_intact(path / f"{split}_list.npy")
+        return load_diffrec_npy(path)
+    try:
+        return load_diffurec_pkl(path)
+    except (EOFError, pickle.UnpicklingError) as err:
+        raise BadInput(f"{path} cannot be unpickled ({err}): truncated or corrupt? download it again") from None
+
+
+# ---- logs of interactions
+
+def _read_table(path: Path, sep: str, fmt: str):
+    """Every column as text; an empty or malformed file is a BadInput."""
+    import pandas as pd
+
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path} is empty")
+    try:
+        if fmt == "movielens" and path.name == "ratings.dat":
+            # '::' split with the fast C parser: every other field of a ':'-split line is empty
+            df = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], dtype=str,
+                             names=["user", "_a", "item", "_b", "rating", "_c", "timestamp"])
+        else:
+            df = pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{path} is empty") from None
+    except pd.errors.ParserError as err:
+        raise BadInput(f"{path}: {str(err).strip().splitlines()[-1]} (a truncated or corrupt file?)") from None
+    if fmt == "recbole":
+        df.columns = [str(c).split(":")[0] for c in df.columns]
+    if len(df) == 0:
+        raise BadInput(f"{path} has a header ({', '.join(map(str, df.columns))}) but no rows")
+    return df
+
+
+def _ids(df, col: str, path: Path):
+    """Raw ids of ``col``: integers when all are written as integers, else text tokens; an id
+    written as a non-integer number (3.5, 2.0) is a BadInput."""
+    values = df[col].str.strip()
+    if values.str.fullmatch(INTEGER.pattern).all():
+        return values.astype(np.int64)
+    bad = values.str.fullmatch(NUMBER.pattern) & ~values.str.fullmatch(INTEGER.pattern)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BadInput(f"{path}: column {col!r} holds ids that are not integers ({values.iloc[row]!r} "
+                       f"on line {row + 2}); ids must be integers or text tokens")
+    return values
+
+
+def _numbers(df, col: str, path: Path):
+    import pandas as pd
+
+    values = pd.to_numeric(df[col], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise BadInput(f"{path}: column {col!r} holds {df[col].iloc[row]!r} on line {row + 2}, not a number")
+    return values
+
+
+def _read_log(path: Path, fmt: str, opts, family: str):
+    """(InteractionData, what was chosen) from a CSV / RecBole / MovieLens log."""
+    from ..data import find_columns, from_dataframe
+
+    sep = opts.sep or ("\t" if fmt == "recbole" or path.suffix.lower() in (".tsv", ".tab") else ",")
+    df = _read_table(path, sep, fmt)
+    for role in ("user", "item", "time", "rating"):
+        name = getattr(opts, f"{role}_col")
+        if name is not None and name not in df.columns:
+            raise BadInput(f"{path}: no column {name!r} (--{role}-col); its columns are "
+                           f"{', '.join(map(str, df.columns))}")
+    try:
+        cols = find_columns(df.columns, opts.user_col, opts.item_col, opts.rating_col, opts.time_col,
+                            need_rating=opts.min_rating is not None)
+    except ValueError as err:
+        message = re.sub(r"(\w+)_col=\.\.\.", r"--\1-col NAME", str(err))
+        raise BadInput(f"{path}: " + re.sub(r"'(\w+)_col'", r"'--\1-col'", message)) from None
+    for role in ("user", "item", "rating", "time"):
+        col = cols[role]
+        if col is not None and df[col].isna().any():
+            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
+            raise BadInput(f"{path}: line {row + 2} has no {role} value (column {col!r}): "
+                           "a truncated file, or a row with missing fields?")
+    df[cols["user"]], df[cols["item"]] = _ids(df, cols["user"], path), _ids(df, cols["item"], path)
+    for role in ("rating", "time"):
+        if cols[role] is not None:
+            df[cols[role]] = _numbers(df, cols[role], path)
+    split = opts.split or ("leave-one-out" if family == "sequential" else "time" if cols["time"] else "random")
+    time_col = cols["time"]
+    if time_col is None and split != "random":
+        df["_row"], time_col = np.arange(len(df)), "_row"         # row order = time order
+    data = from_dataframe(df, cols["user"], cols["item"], cols["rating"], time_col or False,
+                          threshold=opts.min_rating, split=SPLITS[split], valid_frac=VALID_FRAC,
+                          test_frac=TEST_FRAC, seed=opts.seed, name=path.stem)
+    picked = ", ".join(f"{r} {c!r}" for r, c in cols.items() if c is not None)
+    order = "" if cols["time"] or split == "random" else " (no time column: row order is time order)"
+    return data, f"columns {picked}; split {split!r}{order}, seed {opts.seed}"
+
+
+def load(path: Path, opts, family: str):
+    """(InteractionData, one line saying what was read) for ``--data``; BadInput on any problem."""
+    fmt, target = detect(path, opts.format)
+    try:
+        if fmt in ("diffrec-npy", "diffurec-pkl"):
+            data, how = _read_split(fmt, target), "split as released"
+            if opts.split:
+                how += f" (--split {opts.split} ignored: the file comes split)"
+        else:
+            if fmt == "movielens" and target.is_dir():
+                target = target / ("ratings.dat" if (target / "ratings.dat").exists() else "ratings.csv")
+            data, how = _read_log(target, fmt, opts, family)
+    except BadInput:
+        raise
+    except (ValueError, OSError) as err:             # the library's own one-line checks
+        message = str(err).strip().splitlines()[0]
+        raise BadInput(message if str(target) in message else f"{target}: {message}") from None
+    check(data, target)
+    return data, f"data: {target} read as {fmt} ({data.n_users:,} users, {data.n_items:,} items); {how}"
+
+
+def check(data, path) -> None:
+    """Every user has a training interaction, and validation and test hold something."""
+    empty = np.flatnonzero(np.diff(data.train.indptr) == 0)
+    if len(empty):
+        raw = int(empty[0]) if data.user_map is None else {v: k for k, v in data.user_map.items()}[empty[0]]
+        raise BadInput(f"{path}: user {raw!r} has no training interactions ({len(empty):,} of the "
+                       f"{data.n_users:,} users); "
+                       "every user needs one (try --split time, which keeps the first in train)")
+    for split in ("valid", "test"):
+        if getattr(data, split).nnz == 0:
+            raise BadInput(f"{path}: the split leaves the {split} set empty ({data.train.nnz:,} interactions "
+                           f"of {data.n_users:,} users): give users more interactions, or another --split")

@@ -1,0 +1,191 @@
+"""``diffrec-tutorial train``: one model of the course on ``--data`` with its recipe, then the
+JSON line, the checkpoint and (``--recommend K``) the top-K lists.
+
+The result line has the keys of ``benchmarks/reproduce.py``'s: for the models that read a user's
+row (the DiffRec family, Mult-VAE, CFGAN, EASE, popularity) the test Recall / NDCG @10, 20 at the
+best validation Recall@20, history masked; for the sequential models (SASRec, DiffuRec,
+SeqDiffRec) HR / NDCG @5, 10, 20 x100 with the history not masked (DiffuRec's protocol) and
+``masked_*`` with it masked, the best epoch chosen on validation NDCG@10.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import checkpoint as ckpt
+from .. import distributed
+from .inputs import BadInput
+
+KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+SEQ_KS = (5, 10, 20)
+SEQ_KEYS = [f"{m}@{k}" for m in ("hr", "ndcg") for k in SEQ_KS]
+
+
+def say(text: str) -> None:
+    """A line on stderr from rank 0 (stdout keeps the JSON line last)."""
+    if int(os.environ.get("RANK", "0")) == 0:                  # torchrun's rank, set before init
+        print(text, file=sys.stderr, flush=True)
+
+
+def _machine(dev) -> dict:
+    return {"device": str(dev), "cpu_seconds": round(time.process_time(), 1),
+            "torch_threads": torch.get_num_threads(), "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+# ---- closed forms: popularity, EASE
+
+def closed_form(name, model, data, settings, args) -> tuple[dict, dict, object]:
+    """Fit (EASE: lambda chosen on validation Recall@20); (result line, checkpoint, fitted model)."""
+    from ..models.ease import EASE
+
+    start, extra = time.perf_counter(), {}
+    if name == "ease":
+        if data.n_items > 30_000:
+            raise BadInput(f"ease solves an items x items system: {data.n_items:,} items need "
+                           f"{8 * data.n_items ** 2 / 2**30:.0f} GiB; pick another model")
+        model, valid_by = EASE.tune(data, settings["lambdas"], progress=not args.no_progress)
+        extra = {"lambda": model.lam, "valid_by_lambda": {str(k): round(v, 4) for k, v in valid_by.items()}}
+    else:
+        model.fit(data)
+    train_seconds, start = time.perf_counter() - start, time.perf_counter()
+    parallel = distributed.DataParallel(model, budget=args.budget)
+    valid, test = (parallel.evaluate(model, data, s) for s in ("valid", "test"))
+    result = {**{k: round(test[k], 4) for k in KEYS}, "valid_recall@20": round(valid["recall@20"], 4),
+              "best_epoch": 0, "train_seconds": round(train_seconds, 2),
+              "eval_seconds": round(time.perf_counter() - start, 2), "seconds_per_epoch": 0.0, **extra,
+              **_machine("cpu")}
+    state = {k: v for k, v in vars(model).items() if torch.is_tensor(v) or isinstance(v, (int, float))}
+    return result, {"model": state}, model
+
+
+# ---- trained models
+
+def trained(recipe, model, data, settings, args, dev) -> tuple[dict, object]:
+    """``train.fit`` with the recipe (shared among the torchrun processes); (result line, model)."""
+    from ..train import fit
+
+    _, train = recipe.split(settings)
+    sequential = recipe.family == "sequential"
+    epochs = train["epochs"]
+    eval_batch = 4096 if sequential and dev.type == "cuda" else recipe.eval_batch_size
+    protocol = (dict(metric="ndcg@10", ks=SEQ_KS, mask_history=False, test=False) if sequential else {})
+    main = distributed.world()[0] == 0
+    model.to(dev)
+    with distributed.DataParallel(model, seed=args.seed, budget=args.budget) as parallel:
+        h = fit(model, data, epochs=epochs, lr=train.get("lr", 1e-3), weight_decay=train.get("weight_decay", 0.0),
+                batch_size=train["batch_size"], optimizer=recipe.optimizer,
+                eval_every=min(train["eval_every"], epochs), patience=train["patience"],
+                eval_batch_size=eval_batch, device=dev, seed=args.seed,
+                progress=(args.log_every or not args.no_progress) if main else False,
+                checkpoint=args.checkpoint, resume=args.resume, time_limit=args.time_limit,
+                parallel=parallel, **protocol)
+        timing = {"best_epoch": h.best_epoch, "epochs": h.epochs, "train_seconds": round(h.train_seconds, 2)}
+        if not sequential:
+            return {**{k: round(h.best_test[k], 4) for k in KEYS},
+                    "valid_recall@20": round(h.best_valid["recall@20"], 4), **timing,
+                    "eval_seconds": round(h.eval_seconds, 2), "seconds_per_epoch": round(h.seconds_per_epoch, 3),
+                    **_machine(dev)}, model
+        start = time.perf_counter()
+        test = test_both_protocols(model, data, eval_batch, parallel)
+    return {**test, "scale": 100,
+            "protocol": "hr@K/ndcg@K: history not masked (DiffuRec's); masked_*: history masked",
+            "valid_ndcg@10": round(100 * h.best_valid["ndcg@10"], 4) if h.best_valid else None, **timing,
+            "eval_seconds": round(h.eval_seconds + time.perf_counter() - start, 1),
+            "seconds_per_epoch": round(h.seconds_per_epoch, 2), "paused": h.paused,
+            "n_params": sum(p.numel() for p in model.parameters()), **_machine(dev)}, model
+
+
+@torch.no_grad()
+def test_both_protocols(model, data, batch_size: int, parallel) -> dict:
+    """Test HR / NDCG x100, history not masked and masked, from one scoring pass per chunk of
+    users (equal chunks, as benchmarks/recipes/sequential.py: DiffuRec's inference noise
+    depends on the chunk). Each rank scores a share of the users; the sums are all-reduced."""
+    from ..metrics import MetricAccumulator
+    from ..utils import eval_mode
+
+    seen = (data.train + data.valid).tocsr()
+    users = np.flatnonzero(np.diff(data.test.indptr) > 0)
+    mine = np.array_split(users, parallel.size)[parallel.rank]
+    batch = distributed.bounded_batch(data.n_items, batch_size, parallel.budget)
+    score = distributed.score_fn(model, data, "test", parallel.budget)
+    paper, masked = MetricAccumulator(SEQ_KS), MetricAccumulator(SEQ_KS)
+    with eval_mode(model):
+        for chunk in np.array_split(mine, max(1, -(-len(mine) // batch))) if len(mine) else []:
+            scores = score(torch.as_tensor(chunk))
+            paper.update(scores, data.test[chunk], users=chunk)
+            masked.update(scores, data.test[chunk], exclude=seen[chunk], users=chunk)
+    sums = [paper.sums[k] for k in paper.names] + [paper.n_users] + [masked.sums[k] for k in masked.names]
+    sums = parallel._all_reduce(sums).tolist() if parallel.size > 1 else sums
+    n, names = sums[len(paper.names)], paper.names
+    p = {k: sums[i] / n for i, k in enumerate(names)}
+    m = {k: sums[len(names) + 1 + i] / n for i, k in enumerate(names)}
+    return {**{k: round(100 * p[k], 4) for k in SEQ_KEYS}, **{"masked_" + k: round(100 * m[k], 4) for k in SEQ_KEYS}}
+
+
+# ---- outputs
+
+def raw_user_ids(data) -> np.ndarray:
+    """(n_users,) raw id of each internal user id."""
+    if data.user_map is None:
+        return np.arange(data.n_users)
+    raw = np.empty(data.n_users, dtype=object)
+    for r, i in data.user_map.items():
+        raw[i] = r
+    return raw
+
+
+def write_recommendations(model, data, k: int, out: Path, budget: int = distributed.SCORE_BUDGET,
+                          batch_size: int = 1024) -> int:
+    """Top-``k`` unseen items of every user, in raw ids, to the CSV ``out`` (user, item, rank,
+    score), written to a temporary file and renamed at the end; scored in chunks of at most
+    ``budget`` floats. Returns the number of rows."""
+    from ..recommend import recommend
+
+    raw_users, rows = raw_user_ids(data), 0
+    batch = distributed.bounded_batch(data.n_items, batch_size, budget)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            for start in range(0, data.n_users, batch):
+                chunk = np.arange(start, min(start + batch, data.n_users))
+                if data.n_users * data.n_items > budget:               # a view of these users only
+                    view = distributed.row_view(data, chunk)
+                    df = recommend(model, view, list(range(len(chunk))), k=k, batch_size=len(chunk))
+                    df["user"] = raw_users[chunk][df["user"].to_numpy(dtype=np.int64)]
+                else:
+                    df = recommend(model, data, raw_users[chunk].tolist(), k=k, batch_size=len(chunk))
+                df[["user", "item", "rank", "score"]].to_csv(f, header=start == 0, index=False, float_format="%.6g")
+                rows += len(df)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def add_recipe_to_checkpoint(path: Path, info: dict) -> None:
+    """Add what built the model (name, settings, data) to ``fit``'s checkpoint, atomically."""
+    state = ckpt.load(path)
+    state["recipe"] = info
+    ckpt.save(path, state)
+
+
+def processor(device: str) -> str:
+    """The chip a run's seconds belong to: the GPU's name on CUDA, else the CPU's model name."""
+    import platform
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return names[0]
+    except OSError:                     # not Linux
+        pass
+    return platform.processor() or platform.machine()
