@@ -152,6 +152,16 @@ def test_records_00(notebook_durations):
     assert 0 < pop["recall@20"] <= 1 and 0 < pop["ndcg@20"] <= 1
     # popularity is a real baseline: better than ranking at random on the synthetic data
     assert pop["recall@20"] > rec["random_valid"]["recall@20"]
+    # the predict-then-run cell: more injected false clicks RAISE popularity's Recall@20 (the
+    # evaluation masks them), 0 / 20 / 40 % of the training clicks
+    by_noise = rec["popularity_recall@20_by_noise"]
+    assert by_noise[0] < by_noise[1] < by_noise[2]
+    assert by_noise == pytest.approx([0.1042, 0.1173, 0.1403], abs=5e-3)
+    # the claims cell names all eight claims of notebook 08, each with a link to its verdict
+    nb = nbformat.read(_notebook("00_recommendation_as_denoising"), as_version=4)
+    claims = next(c.source for c in nb.cells if c.source.startswith("## 5 · Why diffusion?"))
+    assert claims.count("[verdict](08_claims_on_trial.ipynb)") == 8
+    assert "17.8 %" in claims and "13.0 %" in claims        # the noise-robustness outcome, said
 
 
 @pytest.mark.notebooks

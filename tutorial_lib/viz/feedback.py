@@ -34,7 +34,7 @@ def plot_preference_vs_clicks(preference, observed, false_pos=None, false_neg=No
             style = dict(facecolors="none", edgecolors=color) if marker == "o" else dict(c=color)
             axes[1].scatter(i + 0.5, u + 0.5, marker=marker, s=25, label=label, **style)
     if false_pos is not None or false_neg is not None:
-        axes[1].legend(loc="upper right", bbox_to_anchor=(1.0, -0.02), ncol=2, fontsize=LEGEND_FONTSIZE,
+        axes[1].legend(loc="upper right", bbox_to_anchor=(1.0, -0.09), ncol=2, fontsize=LEGEND_FONTSIZE,
                        frameon=False)
     if title:
         fig.suptitle(title)
