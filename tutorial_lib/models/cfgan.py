@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import user_ids
+from ..recommend import Recommender
 
 CURVES = ("d_loss", "g_adv", "g_zr", "d_real", "d_fake")
 
@@ -69,7 +70,7 @@ def _check(n_items, g_hidden, d_hidden, s_zr, s_pm, alpha, d_steps, d_lr) -> Non
         raise ValueError(f"d_lr must be None (the lr given to configure_optimizers) or > 0, got {d_lr}")
 
 
-class CFGAN(nn.Module):
+class CFGAN(Recommender, nn.Module):
     """G: [I, *g_hidden, I]; D: [2I, *d_hidden, 1]; ZR share s_zr, weight alpha; PM share s_pm."""
 
     def __init__(self, n_items: int, g_hidden: Sequence[int] = (300,), d_hidden: Sequence[int] = (250,),

@@ -44,6 +44,7 @@ from torch import nn
 
 from ..diffusion import GaussianDiffusion
 from ..data import user_ids
+from ..recommend import Recommender
 from ..schedules import get_betas
 from ..sequences import (MAX_LEN, PAD, SequenceBatches, check_batch, check_max_len, eval_inputs,
                          length_chunks)
@@ -76,7 +77,7 @@ class Approximator(nn.Module):
         return self.norm(self.dropout(r))
 
 
-class DiffuRec(nn.Module):
+class DiffuRec(Recommender, nn.Module):
     """DiffuRec with the paper's defaults; follows the train.fit model protocol.
 
     Args:

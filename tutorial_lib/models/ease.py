@@ -26,9 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import user_ids
+from ..recommend import Recommender
 
 
-class EASE:
+class EASE(Recommender):
     """score(u) = x_u B with B from the closed form above; ``lam`` is lambda."""
 
     def __init__(self, lam: float = 500.0):

@@ -52,6 +52,7 @@ from torch import nn
 
 from ..data import user_ids
 from ..diffusion import GaussianDiffusion
+from ..recommend import Recommender
 from ..schedules import get_betas
 from ..step_sampler import StepSampler
 from .diffrec import DiffRecMLP
@@ -219,7 +220,7 @@ def multinomial_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the model
-class LDiffRec(nn.Module):
+class LDiffRec(Recommender, nn.Module):
     """L-DiffRec in the model protocol; defaults are the paper's ML-1M settings.
 
     Args:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..data import user_ids
+from ..recommend import Recommender
 
 
 def normalized_adjacency(train: sp.spmatrix) -> sp.csr_matrix:
@@ -60,7 +61,7 @@ def to_torch_sparse(matrix: sp.spmatrix) -> torch.Tensor:
     return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True).coalesce()
 
 
-class LightGCN(nn.Module):
+class LightGCN(Recommender, nn.Module):
     """LightGCN over ``data.train``.
 
     Args:

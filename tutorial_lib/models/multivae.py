@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import user_ids
+from ..recommend import Recommender
 
 
 def _mlp(widths: Sequence[int]) -> nn.ModuleList:
@@ -37,7 +38,7 @@ def _mlp(widths: Sequence[int]) -> nn.ModuleList:
     return layers
 
 
-class MultiVAE(nn.Module):
+class MultiVAE(Recommender, nn.Module):
     """Mult-VAE with encoder dims [n_items, *hidden, latent] and the mirror decoder."""
 
     def __init__(self, n_items: int, hidden: Sequence[int] = (600,), latent: int = 200,

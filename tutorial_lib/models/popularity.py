@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from ..data import user_ids
+from ..recommend import Recommender
 
 
-class Popularity:
+class Popularity(Recommender):
     """score(u, i) = number of training users who interacted with item i."""
 
     def __init__(self):

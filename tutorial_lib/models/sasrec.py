@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..recommend import Recommender
 from ..sequences import (MAX_LEN, PAD, check_batch, check_batch_size, check_max_len, eval_inputs,
                          length_chunks, next_item_windows)
 from .layers import PositionalEmbedding, TransformerEncoder
 
 
-class SASRec(nn.Module):
+class SASRec(Recommender, nn.Module):
     """SASRec with full-softmax training; see the module docstring.
 
     Args:

@@ -64,11 +64,12 @@ from torch import nn
 
 from .. import schedules, sequences
 from ..diffusion import GaussianDiffusion, mean_flat, respaced
+from ..recommend import Recommender
 from ..step_sampler import StepSampler
 from .layers import PositionalEmbedding, TransformerEncoder, timestep_embedding
 
 
-class SeqDiffRec(nn.Module):
+class SeqDiffRec(Recommender, nn.Module):
     """Du et al.'s sequential diffusion recommender.
 
     Args:
