@@ -177,6 +177,14 @@ def test_records_01(notebook_durations):
     # the image schedule's x_T has forgotten it
     cos = rec["cosine_xT_x0"]
     assert cos["DiffRec linear-var"] > 0.99 and abs(cos["image-style linear"]) < 0.2
+    # sqrt's beta_1: the paper's formula (alpha_bar_0 = 1) against Diffusion-LM's code (divides by 1 - sqrt(s))
+    sqrt_beta_1 = rec["sqrt_beta_1"]
+    assert sqrt_beta_1["paper formula"] == pytest.approx(math.sqrt(1e-3 + 1e-4), rel=1e-9)     # 0.0332
+    assert sqrt_beta_1["Diffusion-LM code"] == pytest.approx(0.0234, abs=1e-4)
+    # a sparse row drowns early: at alpha_bar ~ 0.52 the cosine is ~0.27, near sqrt(ab n / (ab n + (1 - ab) I))
+    quarter = rec["cosine_quarter_image"]
+    assert 0.15 < quarter["cosine(x_t, x_0)"] < 0.4
+    assert quarter["cosine(x_t, x_0)"] == pytest.approx(quarter["approx. cosine"], abs=0.08)
 
 
 @pytest.mark.notebooks
