@@ -46,6 +46,22 @@ def test_noise_rank_is_chance_at_the_input_and_follows_the_scores():
     assert analysis.noise_rank(traj).tolist() == [50.0, 100.0]     # tied clicks, then below both
 
 
+def test_noise_rank_of_any_scores_matches_the_chain_and_checks_its_input(synthetic):
+    assert analysis.click_percentile(np.array([0.9, 0.8, 0.1, 0.5]), np.array([0, 1, 2]), np.array([2])) == 100.0
+    assert analysis.click_percentile(np.array([0.95, 0.8, 0.9]), np.array([0, 1, 2]), np.array([0])) == 0.0
+    assert np.isnan(analysis.click_percentile(np.ones(3), np.array([0, 1]), np.array([], dtype=int)))
+    data, truth = synthetic
+    model = DiffRec(data.n_items, dims=[16], T=4).eval()
+    users = np.flatnonzero(np.diff(truth.noise.indptr) > 0)[:5]
+    with torch.no_grad():
+        scores = model.predict(model.input_matrix(data, users))
+    chain = analysis.mean_noise_rank(model, data, truth, users)[-1]
+    assert analysis.scores_noise_rank(scores, data, truth, users) == pytest.approx(chain)
+    assert analysis.scores_noise_rank(-scores, data, truth, users) == pytest.approx(100 - chain)   # order flips
+    with pytest.raises(ValueError, match="shape"):
+        analysis.scores_noise_rank(scores[:, :-1], data, truth, users)
+
+
 def test_recommend_never_lists_seen_items(synthetic):
     data, _ = synthetic
     model = TDiffRec(data.n_items, dims=[16], T=4)

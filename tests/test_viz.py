@@ -98,6 +98,7 @@ def test_every_legend_is_at_least_8_points(synthetic, loo):
     terms = {"reconstruction": 0.5, "denoising_matching": np.ones(3), "prior_matching": 1e-4}
     figs = [schedules.draw_schedule(), diffrec.draw_trajectory_step(traj), diffrec.draw_trajectory_grid(traj),
             diffrec.plot_noise_rank(np.linspace(50, 80, 5), {"EASE": 70.0}),
+            diffrec.plot_ablation([{"input dropout": 0.5, "noise scale": 0.005, "noise rank": 70.0, "recall@20": 0.3}]),
             elbo.plot_elbo_terms(terms), elbo.plot_step_probabilities([(0, np.ones(4) / 4), (9, np.ones(4) / 4)]),
             viz.plot_metric_bars({"a": {"recall@20": 0.1, "ndcg@20": 0.1}}),
             ldiffrec.plot_latent_code(torch.randn(6), torch.randn(6), [3, 3]),
@@ -151,9 +152,27 @@ def test_trajectory_twin_follows_the_explorer_and_the_split(synthetic):
     fig = diffrec.draw_trajectory_step(traj)                       # the explorer opens at the input
     assert fig.axes[0].get_title() == "$x_{4}$ (input)"
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "held-out (valid) item" in labels and "top-5 unseen item" not in labels
-    shown = sum(len(c.get_offsets()) for c in fig.axes[0].collections)     # clicks, top-k, held-out only
-    assert shown == len(traj.train) + 10 + len(traj.held_out)
+    assert labels == ["training click", "injected noise click"]    # unseen items all tie: no top-k yet
+    shown = lambda f: sum(len(c.get_offsets()) for c in f.axes[0].collections)   # noqa: E731
+    assert shown(fig) == len(traj.train)
+    out = diffrec.draw_trajectory_step(traj, traj.T, k=5)          # clicks and the top-5 unseen, nothing else
+    assert shown(out) == len(traj.train) + 5
+    traj.held_out = np.asarray([analysis.top_k(traj, traj.T, 5)[0][0]])   # make the first of them a hit
+    labels = [t.get_text() for t in diffrec.draw_trajectory_step(traj, traj.T, k=5).axes[0].get_legend().get_texts()]
+    assert labels[-2:] == ["top-5 unseen item", "top-5 unseen, held-out (valid) hit"]
+
+
+def test_ablation_plot_says_which_way_is_better():
+    rows = [{"input dropout": p, "noise scale": s, "noise rank": 70 + 5 * p, "recall@20": 0.3 + p / 10}
+            for p in (0.5, 0.0) for s in (1e-6, 0.005)]
+    fig = diffrec.plot_ablation(rows, references={"EASE": 82.0}, scale_labels={1e-6: "~0"})
+    assert "up = better" in fig.axes[0].get_ylabel() and "up = better" in fig.axes[1].get_ylabel()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["~0", "0.005"]
+    assert [t.get_text() for t in fig.axes[1].texts] == ["0.350", "0.350", "0.300", "0.300"]   # values on the bars
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["input dropout 0.5", "input dropout 0", "EASE", "chance"]
+    with pytest.raises(ValueError, match="recall@20"):
+        diffrec.plot_ablation([{"input dropout": 0.5, "noise scale": 0.005, "noise rank": 70.0}])
 
 
 def test_trajectory_explorer_redraws_under_the_redraw_lock(synthetic, monkeypatch):

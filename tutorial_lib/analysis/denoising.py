@@ -3,7 +3,8 @@
 DiffRec's inference (Algorithm 2) starts from the user's training row x_T = x_0 and runs the
 T reverse steps, each taking the mean of p_theta(x_{t-1} | x_t). ``denoising_trajectories``
 keeps every state; ``top_k`` lists a state's best unseen items; ``noise_rank`` says where the
-injected false-positive clicks of the synthetic world rank among the user's training clicks.
+injected false-positive clicks of the synthetic world rank among the user's training clicks,
+and ``scores_noise_rank`` says the same of any model's scores (EASE, Mult-VAE, one reverse step).
 """
 from __future__ import annotations
 
@@ -91,13 +92,33 @@ def noise_rank(traj: Trajectory) -> np.ndarray:
     """
     if len(traj.noise) == 0:
         return np.full(traj.T + 1, np.nan)
-    genuine = np.setdiff1d(traj.train, traj.noise)
-    out = []
-    for x in traj.states:
-        n, g = x[traj.noise][:, None], x[genuine][None, :]
-        below = ((n < g) + 0.5 * (n == g)).mean(1)          # share of genuine clicks above; ties half
-        out.append(100 * below.mean())
-    return np.asarray(out)
+    return np.asarray([click_percentile(x, traj.train, traj.noise) for x in traj.states])
+
+
+def click_percentile(scores: np.ndarray, train: np.ndarray, noise: np.ndarray) -> float:
+    """Mean percentile (0-100) of the ``noise`` clicks among the genuine ``train`` clicks under
+    ``scores`` (I,): for each noise click, the share of genuine clicks scored above it (ties
+    count half). 100 = below every genuine click; NaN without noise or genuine clicks."""
+    genuine = np.setdiff1d(train, noise)
+    if len(noise) == 0 or len(genuine) == 0:
+        return float("nan")
+    n, g = scores[noise][:, None], scores[genuine][None, :]
+    return float(100 * ((n < g) + 0.5 * (n == g)).mean())
+
+
+def scores_noise_rank(scores, data, truth, users) -> float:
+    """``click_percentile`` of any model's ``scores`` (len(users), I) for ``users``, averaged over
+    the users with noise clicks: where EASE, Mult-VAE or one denoiser call put the injected clicks."""
+    scores = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    users = [int(u) for u in np.atleast_1d(np.asarray(users))]
+    if scores.shape != (len(users), data.n_items):
+        raise ValueError(f"scores must have shape ({len(users)}, {data.n_items}), got {scores.shape}")
+    ranks = [click_percentile(row, _row_items(data.train, u), _row_items(truth.noise, u))
+             for row, u in zip(scores, users)]
+    ranks = [r for r in ranks if not np.isnan(r)]
+    if not ranks:
+        raise ValueError("none of these users has an injected noise click")
+    return float(np.mean(ranks))
 
 
 @torch.no_grad()

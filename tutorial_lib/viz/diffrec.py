@@ -2,12 +2,14 @@
 
 The trajectories come from ``tutorial_lib.analysis`` (``denoising_trajectory``); the figures show
 
-* x_t on the user's training clicks, the injected false-positive clicks, the held-out items
-  and the top-K unseen items at that step (training items masked, as in evaluation), the
-  items ordered by the user's true preference (synthetic data) or by the final score;
+* x_t on the user's training clicks (the injected false-positive clicks marked) and on the
+  top-K unseen items at that step (training items masked, as in evaluation; the held-out hits
+  among them in green), the items ordered by the user's true preference (synthetic data) or by
+  the final score; no other item is drawn;
 * the top-K list at that step and which of them are held-out hits;
 * where the false-positive clicks rank among the user's training clicks as denoising
-  proceeds (100 % = ranked below every genuine click), ``plot_noise_rank`` for many users.
+  proceeds (100 % = ranked below every genuine click), ``plot_noise_rank`` for many users with
+  other models as reference lines, and ``plot_ablation`` for a grid of training settings.
 
 ``draw_trajectory_step`` is the static twin of ``trajectory_explorer`` (core ipywidgets only).
 """
@@ -19,7 +21,16 @@ from ..analysis import Trajectory, denoising_trajectory, noise_rank, top_k
 from .common import LEGEND_FONTSIZE
 from .widgets import install_thread_guards, one_at_a_time, png, snapshot, subplots
 
-NOISE_RANK_LABEL = "noise clicks' percentile among\nthe user's clicks (up = pushed down)"
+NOISE_RANK_LABEL = "noise clicks' percentile among\nthe user's clicks (up = better)"
+REFERENCE_COLORS = {"EASE": "tab:green", "Mult-VAE": "tab:purple"}      # the same in every figure
+OTHER_COLORS = ("tab:orange", "tab:olive", "tab:cyan", "tab:brown")
+
+
+def _reference_lines(ax, references: dict | None) -> None:
+    """Dashed horizontal lines {name: value}; EASE and Mult-VAE keep one colour across figures."""
+    others = iter(OTHER_COLORS * 4)
+    for name, value in (references or {}).items():
+        ax.axhline(value, color=REFERENCE_COLORS.get(name) or next(others), ls="--", lw=1.4, label=name)
 
 
 def _step_label(traj: Trajectory, k_index: int) -> str:
@@ -28,21 +39,31 @@ def _step_label(traj: Trajectory, k_index: int) -> str:
 
 
 def _draw_state(traj: Trajectory, k_index: int, ax, k: int = 10, legend: bool = True) -> None:
-    """The user's clicks, held-out items and top-k unseen items at state ``k_index`` (no other item)."""
+    """The user's clicks and the top-k unseen items at state ``k_index``, nothing else. Where every
+    unseen item still ties (the input row), there is no top-k yet and none is drawn."""
     x = traj.states[k_index]
     pos = np.empty_like(traj.order)
     pos[traj.order] = np.arange(len(traj.order))
     genuine = np.setdiff1d(traj.train, traj.noise)
-    top = np.asarray([i for i, _, _ in top_k(traj, k_index, k)], dtype=np.int64)
-    ax.scatter(pos[genuine], x[genuine], s=22, color="tab:blue", label="training click")
+    ax.scatter(pos[genuine], x[genuine], s=36, color="tab:blue", ec="white", lw=0.6, label="training click",
+               zorder=3)
     if len(traj.noise):
-        ax.scatter(pos[traj.noise], x[traj.noise], s=60, marker="X", color="tab:red", ec="white", lw=0.5,
+        ax.scatter(pos[traj.noise], x[traj.noise], s=90, marker="X", color="tab:red", ec="white", lw=0.6,
                    label="injected noise click", zorder=4)
-    ax.scatter(pos[top], x[top], s=40, marker="D", color="0.15", label=f"top-{k} unseen item", zorder=3)
-    ax.scatter(pos[traj.held_out], x[traj.held_out], s=90, facecolors="none", edgecolors="tab:green", lw=1.5,
-               label=f"held-out ({traj.split}) item", zorder=5)
+    unseen = np.setdiff1d(np.arange(len(x)), traj.train)
+    if len(unseen) and np.ptp(x[unseen]) > 0:
+        rows = top_k(traj, k_index, k)
+        for hit, color, name in ((False, "0.15", f"top-{k} unseen item"),
+                                 (True, "tab:green", f"top-{k} unseen, held-out ({traj.split}) hit")):
+            items = np.asarray([i for i, _, h in rows if h == hit], dtype=np.int64)
+            if len(items):
+                ax.scatter(pos[items], x[items], s=70, marker="D", color=color, ec="white", lw=0.8,
+                           label=name, zorder=5)
+    else:
+        ax.text(0.98, 0.5, "unseen items all tie:\nno top-k yet", transform=ax.transAxes, ha="right",
+                va="center", fontsize=8, color="0.3")
     ax.set(title=_step_label(traj, k_index), xlabel=f"item's rank by {traj.ordered_by}")
-    if legend:
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=LEGEND_FONTSIZE, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
                   frameon=False)                                         # below: never over a click
 
@@ -83,7 +104,11 @@ def draw_trajectory_grid(traj: Trajectory, n: int = 4, k: int = 10):
     for j, (ax, k_index) in enumerate(zip(np.atleast_1d(axes), idx)):
         _draw_state(traj, int(k_index), ax, k, legend=False)
     np.atleast_1d(axes)[0].set_ylabel("value of $x_t$")
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    legend = {}                                      # every kind of marker once, from any panel
+    for ax in np.atleast_1d(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=LEGEND_FONTSIZE,
                frameon=False, bbox_to_anchor=(0.5, -0.08))
     fig.suptitle(f"user {traj.user}: the reverse chain from the training row to the scores", y=1.02)
@@ -101,14 +126,45 @@ def plot_noise_rank(curve, references: dict | None = None, ax=None):
         _, ax = subplots(figsize=(8.5, 3.2))
     ax.plot(np.arange(T, -1, -1), curve, marker="o", ms=4, color="tab:red", label="DiffRec, by reverse step")
     ax.axhline(50, color="grey", ls=":", label="chance (all clicks tie at the input)")
-    for j, (name, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=f"C{j + 2}", ls="--", lw=1.2, label=name)
+    _reference_lines(ax, references)
     ax.invert_xaxis()
     ax.set(xlabel="reverse step $t$ (left to right)", ylabel=NOISE_RANK_LABEL, ylim=(0, 100),
            title="where injected noise clicks rank")
     ax.legend(fontsize=LEGEND_FONTSIZE, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_ablation(rows, references: dict | None = None, scale_labels: dict | None = None):
+    """Two panels over a grid of training settings: the noise clicks' percentile (left) and test
+    Recall@20 (right), one bar per setting, its value written on it. rows: dicts with keys
+    ``"input dropout"``, ``"noise scale"``, ``"noise rank"`` and ``"recall@20"``; references:
+    {name: percentile} drawn as lines on the left panel; scale_labels: {noise scale: tick label}
+    (default the number). Up is better on both panels."""
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame(list(rows))
+    missing = {"input dropout", "noise scale", "noise rank", "recall@20"} - set(df.columns)
+    if missing:
+        raise ValueError(f"rows lack {sorted(missing)}; they have {sorted(df.columns)}")
+    df["noise scale $s$"] = df["noise scale"].map(lambda v: (scale_labels or {}).get(v, f"{v:g}"))
+    df["input dropout"] = df["input dropout"].map(lambda v: f"input dropout {v:g}")
+    fig, axes = subplots(1, 2, figsize=(10, 3.4))
+    for ax, column, label, fmt in ((axes[0], "noise rank", NOISE_RANK_LABEL, "%.1f"),
+                                   (axes[1], "recall@20", "test Recall@20 (up = better)", "%.3f")):
+        sns.barplot(df, x="noise scale $s$", y=column, hue="input dropout", ax=ax, palette="Blues_r")
+        for bars in ax.containers:
+            ax.bar_label(bars, fmt=fmt, fontsize=8, padding=2)
+        ax.set(ylabel=label, ylim=(0, 100) if column == "noise rank" else (0, 1.15 * df[column].max()))
+        ax.get_legend().remove()
+    _reference_lines(axes[0], references)
+    axes[0].axhline(50, color="grey", ls=":", label="chance")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=LEGEND_FONTSIZE,
+               frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def trajectory_explorer(model, data, truth=None, users=None, k: int = 10):
