@@ -100,7 +100,9 @@ def parse_args(argv=None):
     choices = DATASETS[FAMILIES[args.model]]
     args.dataset = choices[0] if args.dataset is None else args.dataset
     if args.dataset not in choices:
-        p.error(f"{args.model} runs on {' or '.join(choices)}, not {args.dataset!r}")
+        known = any(args.dataset in names for names in DATASETS.values())
+        p.error(f"{args.model} runs on {' or '.join(choices)}, not {args.dataset!r}" + ("" if known else
+                f" (your own data: diffrec-tutorial train {args.model} --data {args.dataset})"))
     return args
 
 
@@ -136,21 +138,10 @@ def torch_version() -> str:
 def processor(device: str) -> str:
     """The chip a run's seconds belong to: the GPU's name on CUDA, else the CPU's model name.
     Seconds per epoch differ between CPU models of the same core count (and so can the last
-    digits of a result: each chip's kernels round differently)."""
-    import platform
+    digits of a result: each chip's kernels round differently). The same as diffrec-tutorial's."""
+    from tutorial_lib.cli.run import processor as chip
 
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            return names[0]
-    except OSError:                     # not Linux
-        pass
-    return platform.processor() or platform.machine()
+    return chip(device)
 
 
 if __name__ == "__main__":

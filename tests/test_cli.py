@@ -137,6 +137,20 @@ def test_train_prints_json_and_writes_checkpoint_and_raw_id_recommendations(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "m.pt", "recs.csv"]    # no temp file
 
 
+@pytest.mark.parametrize("model, keys", [("popularity", {"recall@20", "valid_recall@20"}),
+                                         ("ease", {"recall@20", "lambda"}),
+                                         ("sasrec", {"hr@10", "masked_ndcg@10", "valid_ndcg@10", "scale"})])
+def test_closed_forms_and_sequential_models_from_the_command_line(tmp_path, capsys, model, keys):
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    quick = QUICK if model == "sasrec" else ["--small", "--no-progress"]           # nothing to train
+    code, out, err = run_main(capsys, "train", model, "--data", tmp_path / "log.csv", *quick,
+                              "--checkpoint", tmp_path / "m.pt", "--recommend", 2, "--out", tmp_path / "recs.csv")
+    assert code == 0, err
+    assert keys <= set(json.loads(out.strip().splitlines()[-1]))
+    assert ("leave-one-out" in err) == (model == "sasrec")            # the sequential models' split
+    assert len(pd.read_csv(tmp_path / "recs.csv")) == 40 * 2 and (tmp_path / "m.pt").exists()
+
+
 def test_cli_figures_equal_reproduce(tmp_path, capsys):
     """The same data, recipe and seed: diffrec-tutorial's line has reproduce.py's figures."""
     from tutorial_lib.synthetic import make_synthetic
