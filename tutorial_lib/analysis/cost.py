@@ -1,8 +1,10 @@
-"""What a model costs: parameters per part, and the memory one training step holds (notebook 04)."""
+"""What a model costs: parameters per part, the memory one training step holds, and the
+multiply-adds of scoring a user (notebook 04)."""
 from __future__ import annotations
 
 import pandas as pd
 import torch
+from torch import nn
 
 
 def parameter_table(models: dict) -> pd.DataFrame:
@@ -48,3 +50,28 @@ def training_cost(model, x: torch.Tensor) -> dict:
     params = sum(p.numel() for p in model.parameters())
     return {"parameters": params, "weights_mb": 8 * params / 2 ** 20,
             "activations_mb": sum(seen.values()) / 2 ** 20}
+
+
+def inference_macs(model, x: torch.Tensor) -> float:
+    """Multiply-adds per user of ``model.predict(x)`` for rows x (B, I), in eval mode.
+
+    Counts every call of every ``nn.Linear`` (in_features x out_features per row), so a
+    reverse chain of T steps counts its denoiser T times: what the code runs, not what a
+    shortcut could skip. Biases, activations and the diffusion arithmetic are left out.
+    """
+    from ..utils import eval_mode
+
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        total += inputs[0].numel() // module.in_features * module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model.predict(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total / x.shape[0]

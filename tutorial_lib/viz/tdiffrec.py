@@ -10,6 +10,7 @@ import torch
 
 from ..analysis import recommend
 from .common import LEGEND_FONTSIZE
+from .ldiffrec import plot_seed_runs  # noqa: F401  (notebook 05 compares seeds as 04 does)
 from .widgets import live_output, snapshot, subplots
 
 
