@@ -1,4 +1,4 @@
-r"""L-DiffRec (Wang et al., SIGIR 2023, section 3.4): diffusion in a compressed latent space.
+r"""L-DiffRec (Wang et al., SIGIR 2023, section 3.5): diffusion in a compressed latent space.
 
 DiffRec's denoiser reads and writes whole interaction rows, so its first and last layers
 hold ~2 x I x h weights (I items): the model grows linearly with the catalogue. L-DiffRec

@@ -1,4 +1,4 @@
-r"""T-DiffRec (Wang et al., SIGIR 2023, section 3.5): time-aware reweighting of the input.
+r"""T-DiffRec (Wang et al., SIGIR 2023, section 3.6): time-aware reweighting of the input.
 
 Interests drift: what a user clicked last says more about the next click than what they
 clicked a year ago. T-DiffRec keeps DiffRec's model and changes only the data. User u's M
