@@ -201,6 +201,18 @@ def test_records_02(notebook_durations):
     assert rec["mc_max_abs_error_mean"] < 0.05 and rec["mc_max_abs_error_std"] < 0.05
     # the KL between equal-variance Gaussians is the SNR-weighted MSE, up to rounding
     assert rec["kl_vs_mse_max_rel_diff"] < 1e-4
+    # x0 vs eps: the plain x0-MLP's spikes are under-fitting at small t; a residual path and 1 + SNR(t)
+    # weights recover the widths (IQR / 1.349 of each mode) and its x0 error at t = 1
+    modes = rec["toy_sample_modes"]
+    for side in ("left width", "right width"):
+        assert modes["x0"][side] < 0.6 * modes["data"][side]
+        for fitted in ("eps", "x0, residual"):
+            assert 0.7 < modes[fitted][side] / modes["data"][side] < 1.4, (fitted, side, modes)
+    err = rec["x0_error_at_t1"]
+    assert err["x0"] > 10 * err["eps"] and err["x0, residual"] < 2 * err["eps"]
+    assert rec["eps_mse_at_t1"] > 0.8            # at t = 1 the eps-predictor barely sees the noise
+    # importance sampling: same mean, lower variance of the one-example loss estimate (trained model)
+    assert rec["loss_estimate_variance"]["ratio"] < 0.5
 
 
 @pytest.mark.notebooks

@@ -80,3 +80,31 @@ def test_denoiser_learns_the_toy(one_thread):
         err = ((diffusion.predict_x0(model, x_t, t) - x0) ** 2).mean().item()
     ab = diffusion.alpha_bar[5].item()
     assert err < 0.75 * (1 - ab) / ab
+
+
+def test_residual_path_adds_x_t():
+    torch.manual_seed(0)
+    plain = toy.ToyDenoiser(dim=2, hidden=8)
+    residual = toy.ToyDenoiser(dim=2, hidden=8, residual=True)
+    residual.load_state_dict(plain.state_dict())
+    x_t, t = torch.randn(5, 2), torch.tensor([0, 1, 2, 3, 4])
+    assert torch.allclose(residual(x_t, t), x_t + plain(x_t, t))
+    with torch.no_grad():                    # a zero last layer: the residual model returns x_t
+        residual.net[-1].weight.zero_()
+        residual.net[-1].bias.zero_()
+    assert torch.equal(residual(x_t, t), x_t)
+
+
+def test_step_weight_multiplies_each_example_loss(one_thread):
+    diffusion = GaussianDiffusion(schedules.get_betas("linear", 10), mean_type="x0")
+    x0 = toy.sample_mixture(64, generator=torch.Generator().manual_seed(0))
+    first = {}
+    for name, weight in (("none", None), ("double", lambda t: torch.full(t.shape, 2.0)),
+                         ("snr", lambda t: 1 + diffusion.snr(t))):
+        torch.manual_seed(0)
+        model = toy.ToyDenoiser(dim=1, hidden=8)
+        hist = toy.train_denoiser(diffusion, model, x0, steps=1, batch_size=64, step_weight=weight,
+                                  generator=torch.Generator().manual_seed(1), progress=False)
+        first[name] = hist["loss"][0]
+    assert first["double"] == pytest.approx(2 * first["none"], rel=1e-6)
+    assert first["snr"] > 2 * first["none"]                  # 1 + SNR(t) >= 1, large at small t

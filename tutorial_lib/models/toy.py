@@ -10,9 +10,13 @@ mixture, in closed form, because :math:`x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-
 
 Denoiser: :math:`f_\theta(x_t, t)` = MLP([x_t, emb(t)]) predicting x_0 or eps, with the
 sinusoidal step embedding of Vaswani et al. / Ho et al. (``layers.timestep_embedding``).
+``residual=True`` adds a residual path, f = x_t + MLP(...): an x_0-predictor then starts from
+x_t, which is already close to the best x_0 estimate at small t. (eps-prediction has such a path
+built in: x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t).)
 
 ``train_denoiser`` is Algorithm 1 of Ho et al. with DiffRec's step sampler:
-sample t ~ p_t, x_t = q_sample(x_0, t), minimise the (reweighted) loss / (T p_t).
+sample t ~ p_t, x_t = q_sample(x_0, t), minimise w(t) * loss / (T p_t), where w(t) is an optional
+per-step weight (``step_weight``, e.g. 1 + SNR(t)).
 """
 from __future__ import annotations
 
@@ -61,13 +65,17 @@ def mixture_marginal_pdf(x, alpha_bar_t: float, means=(-2.0, 1.5), stds=(0.3, 0.
 
 # ----------------------------------------------------------------------------- model
 class ToyDenoiser(nn.Module):
-    """f_theta(x_t, t): x_t (B, D), t (B,) 0-based steps -> (B, D), an x_0 or eps prediction."""
+    """f_theta(x_t, t): x_t (B, D), t (B,) 0-based steps -> (B, D), an x_0 or eps prediction.
 
-    def __init__(self, dim: int = 1, hidden: int = 64, emb_dim: int = 16, layers: int = 2):
+    ``residual``: return x_t + MLP([x_t, emb(t)]) instead of MLP([x_t, emb(t)]).
+    """
+
+    def __init__(self, dim: int = 1, hidden: int = 64, emb_dim: int = 16, layers: int = 2,
+                 residual: bool = False):
         super().__init__()
         if dim < 1 or hidden < 1 or layers < 1:
             raise ValueError(f"dim, hidden and layers must be >= 1, got {dim}, {hidden}, {layers}")
-        self.dim, self.emb_dim = dim, emb_dim
+        self.dim, self.emb_dim, self.residual = dim, emb_dim, residual
         blocks, width = [], dim + emb_dim
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.SiLU()]
@@ -77,18 +85,21 @@ class ToyDenoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x_t.ndim != 2 or x_t.shape[1] != self.dim:
             raise ValueError(f"x_t must have shape (B, {self.dim}), got {tuple(x_t.shape)}")
-        return self.net(torch.cat([x_t, timestep_embedding(t, self.emb_dim)], dim=1))
+        out = self.net(torch.cat([x_t, timestep_embedding(t, self.emb_dim)], dim=1))
+        return x_t + out if self.residual else out
 
 
 # ----------------------------------------------------------------------------- training
 def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1000,
                    batch_size: int = 256, lr: float = 1e-3, sampler=None, reweight: bool = False,
-                   snapshot_every: int = 0, generator: torch.Generator | None = None,
+                   step_weight=None, snapshot_every: int = 0, generator: torch.Generator | None = None,
                    progress: bool = True) -> dict:
     """Fit ``model`` to data x0 (N, D) with ``diffusion.training_losses``; returns a history.
 
     Each step: a batch of x_0, steps t ~ sampler (uniform if None), loss = mean(loss_t / w_t)
     with w_t = T p_t (importance weights), Adam update, ``sampler.update(t, loss_t)``.
+    ``step_weight``: None, or a function of the 0-based steps t (B,) returning weights (B,) that
+    multiply each example's loss (e.g. ``lambda t: 1 + diffusion.snr(t)``).
     History: ``loss`` (list per step) and, when ``snapshot_every``, ``p_t`` = list of
     (updates so far, p_t (T,) list) snapshots of the sampler's probabilities: before the first
     update, then after every ``snapshot_every``-th.
@@ -106,6 +117,8 @@ def train_denoiser(diffusion, model: nn.Module, x0: torch.Tensor, steps: int = 1
         t, w = sampler.sample(len(idx), generator=generator)
         noise = torch.randn(x0[idx].shape, generator=generator).to(x0.device)     # drawn on the CPU, as idx
         losses = diffusion.training_losses(model, x0[idx], t, noise=noise, reweight=reweight)["loss"]
+        if step_weight is not None:
+            losses = step_weight(t).to(losses) * losses
         loss = (losses / w).mean()
         opt.zero_grad()
         loss.backward()

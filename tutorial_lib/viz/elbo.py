@@ -22,7 +22,7 @@ def plot_mc_check(t_steps, closed_mean, closed_std, chain_mean, chain_std, ax=No
     ax.scatter(t, to_numpy(chain_mean), s=12, color="tab:blue", marker="o", label="Markov chain (MC): mean")
     ax.scatter(t, to_numpy(chain_std), s=12, color="tab:orange", marker="s", label="Markov chain (MC): std")
     ax.set(xlabel="step $t$", title="$q(x_t \\mid x_0)$: one-shot formula vs $t$ small steps")
-    ax.legend(fontsize=LEGEND_FONTSIZE, frameon=False)
+    ax.legend(fontsize=LEGEND_FONTSIZE, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))   # beside the curves
     return ax.figure
 
 
