@@ -6,9 +6,9 @@
 Each run is ``train.fit`` with ``distributed.DataParallel`` (what ``torchrun ... diffrec-tutorial
 train`` does) on a synthetic world, DiffRec with the paper's ML-1M settings and global batch 400:
 one warm-up epoch, then ``--epochs`` timed epochs without evaluation. samples/s = users x timed
-epochs / the slowest rank's training seconds. On CPUs the cores are split evenly between the
-processes (``--threads`` in all), so the comparison holds the hardware fixed. One JSON line per
-process count.
+epochs / the slowest rank's training seconds. On CPUs each process runs
+``--threads-per-process`` threads (default 1: one core per process; two OpenMP threads sharing
+busy cores can be several times slower than one). One JSON line per process count.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _worker(rank: int, world: int, port: int, args, out: str) -> None:
     from tutorial_lib.train import fit
     from tutorial_lib.utils import seed_everything
 
-    torch.set_num_threads(max(1, args.threads // world))
+    torch.set_num_threads(args.threads_per_process)
     dev = torch.device("cuda", rank) if args.device == "cuda" else torch.device("cpu")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -73,7 +73,7 @@ def measure(world: int, args) -> dict:
             "device": args.device, "chip": name, "backend": "nccl" if args.device == "cuda" else "gloo",
             "global_batch": 400, "n_users": r["n_users"], "n_items": r["n_items"], "timed_epochs": args.epochs,
             "train_seconds": round(r["seconds"], 2), "samples_per_second": round(samples / r["seconds"], 1),
-            "threads_per_process": max(1, args.threads // world) if args.device == "cpu" else None,
+            "threads_per_process": args.threads_per_process if args.device == "cpu" else None,
             "load_average_1m": round(os.getloadavg()[0], 2), "torch": torch.__version__}
 
 
@@ -84,7 +84,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--users", type=int, default=3000)
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads shared by the processes")
+    p.add_argument("--threads-per-process", type=int, default=1,
+                   help="CPU threads of each process (1: N processes use N cores)")
     args = p.parse_args(argv)
     rows = []
     for world in args.processes:
