@@ -1,6 +1,7 @@
 """The README's "Your own data" script runs as written, on a generated CSV."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,8 +36,10 @@ def test_own_data_script_prints_raw_item_ids(tmp_path):
     write_clicks(tmp_path / "clicks.csv")
     script = tmp_path / "my_run.py"
     script.write_text(own_data_script())
+    # one thread: the tiny model gains nothing from two, and a busy CI machine can stall them
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "columns: user 'user_id', item 'item_id', time 'timestamp'" in out

@@ -75,7 +75,7 @@ def ltdiffrec(args) -> dict:
 def tdiffrec(args) -> dict:
     seed_everything(args.seed)
     data = load(args)
-    model = FastTDiffRec(data.n_items, w_min=W_MIN, w_max=W_MAX)
+    model = FastTDiffRec(data.n_items, dims=(200, 600), w_min=W_MIN, w_max=W_MAX)   # the paper's MLP
     return run(model, data, args, EPOCHS, extra={"w_min": W_MIN, "w_max": W_MAX})
 
 
