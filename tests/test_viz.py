@@ -191,8 +191,8 @@ def test_forward_clouds_default_steps_follow_the_models_t():
     model = DiffuRec(30, hidden=8, heads=2, n_blocks=1, T=6)
     fig = diffurec.draw_forward_clouds(model, n=5).figure
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert [s for s in labels if s.startswith("x_t")] == ["x_t, t = 1", "x_t, t = 3", "x_t, t = 6"]
-    assert "e_i (3 items)" in labels
+    assert [s for s in labels if s.startswith("$x_t$")] == ["$x_t$, $t$ = 1", "$x_t$, $t$ = 3", "$x_t$, $t$ = 6"]
+    assert "$e_i$ (3 items)" in labels
     with pytest.raises(ValueError, match=r"steps are 1-based and must lie in \[1, 6\]"):
         diffurec.draw_forward_clouds(model, steps=(1, 32), n=5)
 

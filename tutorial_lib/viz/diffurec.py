@@ -65,9 +65,9 @@ def draw_forward_clouds(model, items=(0, 1, 2), steps=None, n: int = 200, seed: 
             t = torch.full((n,), s - 1)
             xt = model.diffusion.q_sample(x0, t, generator=g)            # buffers follow x0 (CPU)
             ax.scatter(*item_map.project(xt).T, s=3, color=c, alpha=0.35,
-                       label=f"x_t, t = {s}" if j == 0 else None)
+                       label=f"$x_t$, $t$ = {s}" if j == 0 else None)
         ax.scatter(*item_map.xy[item], marker="*", s=250, c="crimson", ec="k", zorder=5,
-                   label=f"e_i ({len(items)} items)" if j == 0 else None)
+                   label=f"$e_i$ ({len(items)} items)" if j == 0 else None)
     ax.set(title=r"an item as a distribution: $q(x_t \mid e_i)$", xlabel="PC 1", ylabel="PC 2")
     legend = ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
     for handle in legend.legend_handles:

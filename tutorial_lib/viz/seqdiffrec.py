@@ -88,14 +88,19 @@ def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, 
     T = sweep["start_step"].max()
     one = sweep[sweep["steps"] == 1].sort_values("start_step")
     many = sweep[sweep["start_step"] == T].sort_values("steps")
+    label = f"{metric.upper()} (higher is better)"
+    top = 1.15 * sweep[metric].max()
     axes[0].plot(one["start_step"], one[metric], "o-")
-    axes[0].set(xlabel=r"start step $s$ ($h_s \sim \mathcal{N}(0, I)$, one step to $\hat h_0$)", ylabel=metric,
-                title=r"predicting $h_0$ directly from step $s$")
+    axes[0].set(xlabel=r"start step $s$ ($h_s \sim \mathcal{N}(0, I)$, one step to $\hat h_0$)", ylabel=label,
+                title=r"predicting $h_0$ directly from step $s$", ylim=(0, top))
     axes[1].plot(many["steps"], many[metric], "o-")
-    axes[1].set(xscale="log", xlabel=f"reverse steps $K$ from $s$ = {T}", ylabel=metric, title="more steps")
+    axes[1].set(xscale="log", xlabel=f"reverse steps $K$ from $s$ = {T}", ylabel=label, title="more steps",
+                ylim=(0, top))
     twin = axes[1].twinx()
     twin.plot(many["steps"], many["seconds"], "s:", color="0.5")
     twin.set_ylabel("seconds to score all users", color="0.5")
+    twin.set_ylim(0, None)
+    twin.grid(False)                                   # one grid: the left axis's
     if mark is not None:
         s, n = mark
         if n == 1:
@@ -134,7 +139,8 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
         one = sweep[sweep["steps"] == 1].sort_values("start_step")
         axes[0, 1].plot(one["start_step"], one[f"hr@{k}"], "o-")
         axes[0, 1].axvline(s, color="C3", ls=":")
-        axes[0, 1].set(xlabel="start step s", ylabel=f"hr@{k}", title="all users, one reverse step")
+        axes[0, 1].set(xlabel="start step $s$", ylabel=f"HR@{k} (higher is better)", ylim=(0, None),
+                       title="all users, one reverse step")
     fig.tight_layout()
     return fig
 
