@@ -296,6 +296,11 @@ def test_records_06(notebook_durations):
     metrics = rec["test_metrics"]
     for model in ("SASRec", "DiffuRec"):
         assert metrics[model]["masked_hr@10"] > 3 * metrics["popularity"]["masked_hr@10"]
+    assert len(rec["diffurec_valid_curve"]) == 6                 # validated after every epoch: a curve
+    # no positional embeddings: shuffling the earlier items moves x0_hat no more than a fresh
+    # lambda draw does; moving the last item moves it far more
+    change = rec["order_blindness"]
+    assert change["shuffled"] < 2 * change["other lambda"] and change["last swapped"] > 5 * change["shuffled"]
 
 
 @pytest.mark.notebooks
@@ -304,6 +309,11 @@ def test_records_07(notebook_durations):
     assert rec["kl_mse_max_rel_diff"] < 1e-8          # KL of equal-variance Gaussians == MSE
     comparison = rec["comparison"]
     assert rec["seqdiffrec_test_hr@10"] > 2 * comparison["popularity"]["hr@10"]
+    # DiffuRec and SASRec are trained with notebook 06's recipe: the same FAST scores in both
+    in_06 = run_notebook(_notebook("06_diffurec"), notebook_durations)["test_metrics"]
+    for model in ("DiffuRec", "SASRec"):
+        for key in ("hr@10", "ndcg@10", "masked_hr@10"):
+            assert comparison[model][key] == pytest.approx(in_06[model][key], rel=1e-9, abs=1e-12), (model, key)
 
 
 def test_records_08(notebook_durations):
