@@ -26,14 +26,19 @@ from .utils import eval_mode
 EXCLUDE = ("seen", "train", None)
 
 
-def raw_item_ids(data) -> np.ndarray:
-    """(n_items,) raw id of each internal item id (the internal id itself without an item_map)."""
-    if data.item_map is None:
-        return np.arange(data.n_items)
-    raw = np.empty(data.n_items, dtype=object)
-    for r, i in data.item_map.items():
+def raw_ids(id_map: dict | None, n: int) -> np.ndarray:
+    """(n,) raw id of each internal id 0..n-1, from a raw -> internal map (None: the ids themselves)."""
+    if id_map is None:
+        return np.arange(n)
+    raw = np.empty(n, dtype=object)
+    for r, i in id_map.items():
         raw[i] = r
     return raw
+
+
+def raw_item_ids(data) -> np.ndarray:
+    """(n_items,) raw id of each internal item id."""
+    return raw_ids(data.item_map, data.n_items)
 
 
 def internal_user_ids(data, users) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import distributed
+from ..recommend import raw_ids
 from .inputs import BadInput
 
 KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -131,12 +132,7 @@ def test_both_protocols(model, data, batch_size: int, parallel) -> dict:
 
 def raw_user_ids(data) -> np.ndarray:
     """(n_users,) raw id of each internal user id."""
-    if data.user_map is None:
-        return np.arange(data.n_users)
-    raw = np.empty(data.n_users, dtype=object)
-    for r, i in data.user_map.items():
-        raw[i] = r
-    return raw
+    return raw_ids(data.user_map, data.n_users)
 
 
 def write_recommendations(model, data, k: int, out: Path, budget: int = distributed.SCORE_BUDGET,
