@@ -58,6 +58,13 @@ def internal_user_ids(data, users) -> np.ndarray:
     return np.asarray([data.user_map[u] for u in users], dtype=np.int64)
 
 
+def top_unseen(scores: torch.Tensor, seen: torch.Tensor, k: int) -> torch.Tensor:
+    """(U, k) ids of the k best items of each row of ``scores`` (U, I) that ``seen`` (U, I, bool)
+    leaves in, best first, ties to the lower id; seen items score -inf, so a row with fewer than
+    k unseen items ends with seen ones (drop them by their -inf score)."""
+    return top_items(scores.masked_fill(seen, -torch.inf), k)
+
+
 def seen_items(data, exclude: str | None) -> sp.csr_matrix | None:
     """(n_users, n_items) CSR of the items to leave out: train + valid + test ("seen"), train
     only ("train"), or None (leave nothing out)."""
@@ -91,9 +98,9 @@ def recommend(model, data, users, k: int = 10, exclude: str | None = "seen",
         chunk = internal[start:start + batch_size]
         with eval_mode(model):
             scores = model.score(data, torch.as_tensor(chunk), split="test").float().cpu()
-        if seen is not None:
-            scores[torch.as_tensor(seen[chunk].toarray() != 0)] = -torch.inf
-        top = top_items(scores, k)                                    # (U, k)
+        mask = torch.zeros_like(scores, dtype=torch.bool) if seen is None else torch.as_tensor(seen[chunk].toarray() != 0)
+        scores = scores.masked_fill(mask, -torch.inf)
+        top = top_unseen(scores, mask, k)                             # (U, k)
         frames.append(pd.DataFrame({
             "user": np.repeat(raw_users[start:start + batch_size], k),
             "rank": np.tile(np.arange(1, k + 1), len(chunk)),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..recommend import top_unseen
 from ..utils import eval_mode, in_eval_mode
 
 
@@ -133,9 +134,12 @@ def mean_noise_rank(model, data, truth, users) -> np.ndarray:
 
 @in_eval_mode
 def recommend(model, row: torch.Tensor, seen: np.ndarray, k: int = 10) -> np.ndarray:
-    """Top-k item ids (k,) for one input row (I,) through ``model.predict``, ``seen`` items masked
-    (so at most I - len(seen) items)."""
+    """Top-k item ids (k,) for one input row (I,) through ``model.predict``, ``seen`` items left
+    out (so at most I - len(seen) items); the masking is ``recommend.top_unseen``'s, as for
+    ``model.recommend``, which takes users instead of a row."""
     with torch.no_grad():
         scores = model.predict(row.reshape(1, -1).to(next(model.parameters()).device))[0].float().cpu()
-    scores[torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
-    return torch.topk(scores, min(k, len(scores) - len(np.unique(seen)))).indices.numpy()
+    mask = torch.zeros(len(scores), dtype=torch.bool)
+    mask[torch.as_tensor(seen, dtype=torch.long)] = True
+    n = min(k, len(scores) - int(mask.sum()))
+    return top_unseen(scores[None], mask[None], n)[0].numpy()
