@@ -241,3 +241,24 @@ def test_multivae_samples_z_with_the_reparameterisation_in_training_only():
     vae.eval()
     logits, mu, _ = vae(x)
     torch.testing.assert_close(logits, vae.decode(mu))                # eval: z = mu
+
+
+def test_multivae_scores_chunks_of_users_and_densifies_only_their_rows(data, monkeypatch):
+    """score() never builds the (n_users, n_items) dense matrix of a model that has not trained
+    (a checkpoint loaded to score a few users of a large catalogue): score_chunk users at a time."""
+    torch.manual_seed(0)
+    vae = MultiVAE(data.n_items, hidden=[8], latent=4).eval()
+    users = np.arange(data.n_users)[::-1][:25]
+    sizes, shapes, encode, toarray = [], [], vae.encode, sp.csr_matrix.toarray
+    monkeypatch.setattr(vae, "encode", lambda x, dropout=True: (sizes.append(len(x)), encode(x, dropout))[1])
+    monkeypatch.setattr(sp.csr_matrix, "toarray",
+                        lambda self, *a, **k: (shapes.append(self.shape), toarray(self, *a, **k))[1])
+    vae.score_chunk = 7
+    chunked = vae.score(data, users)
+    assert sizes == [7, 7, 7, 4] and max(rows for rows, _ in shapes) <= 7
+    x = torch.as_tensor(data.train[users].toarray())
+    torch.testing.assert_close(chunked, vae.decode(encode(x, dropout=False)[0]))
+    sizes.clear()
+    vae.input_matrix(data)                              # the matrix training keeps: read, not rebuilt
+    torch.testing.assert_close(vae.score(data, users), chunked)
+    assert sizes == [7, 7, 7, 4]

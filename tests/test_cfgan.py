@@ -141,3 +141,21 @@ def test_scores_are_generator_logits_and_deterministic(small):
     assert torch.allclose(s, model.generator(x))
     assert torch.equal(s, model.score(small, [2, 0]))
     assert torch.allclose(torch.sigmoid(s), torch.sigmoid(model.G(x)))
+
+
+def test_scores_chunks_of_users_within_the_score_budget(small, monkeypatch):
+    """score() densifies the rows of a bounded chunk of users at a time, never every user's."""
+    import scipy.sparse as sp
+
+    from tutorial_lib.models import layers
+
+    model = CFGAN(small.n_items, g_hidden=(16,), d_hidden=(8,)).eval()
+    users = list(range(small.n_users - 1, 2, -1))                       # 57 users, backwards
+    whole = model.generator(torch.as_tensor(small.train[users].toarray()))
+    sizes, shapes, G, toarray = [], [], model.G, sp.csr_matrix.toarray
+    monkeypatch.setattr(model, "G", lambda x: (sizes.append(len(x)), G(x))[1])
+    monkeypatch.setattr(sp.csr_matrix, "toarray",
+                        lambda self, *a, **k: (shapes.append(self.shape), toarray(self, *a, **k))[1])
+    monkeypatch.setattr(layers, "SCORE_BUDGET", 20 * small.n_items)      # at most 20 users a chunk
+    torch.testing.assert_close(model.score(small, users), whole)
+    assert sizes == [20, 20, 17] and max(rows for rows, _ in shapes) == 20

@@ -35,13 +35,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import user_ids
 from ..recommend import Recommender
+from .layers import TrainRows
 
 CURVES = ("d_loss", "g_adv", "g_zr", "d_real", "d_fake")
 
@@ -70,7 +69,7 @@ def _check(n_items, g_hidden, d_hidden, s_zr, s_pm, alpha, d_steps, d_lr) -> Non
         raise ValueError(f"d_lr must be None (the lr given to configure_optimizers) or > 0, got {d_lr}")
 
 
-class CFGAN(Recommender, nn.Module):
+class CFGAN(TrainRows, Recommender, nn.Module):
     """G: [I, *g_hidden, I]; D: [2I, *d_hidden, 1]; ZR share s_zr, weight alpha; PM share s_pm."""
 
     def __init__(self, n_items: int, g_hidden: Sequence[int] = (300,), d_hidden: Sequence[int] = (250,),
@@ -88,7 +87,6 @@ class CFGAN(Recommender, nn.Module):
         self.curves: dict[str, list[float]] = {k: [] for k in CURVES}
         self._sums: dict[str, float] = dict.fromkeys(CURVES, 0.0)
         self._n = 0
-        self._dense: tuple | None = None
 
     # ------------------------------------------------------------------ networks
     def G(self, c: torch.Tensor) -> torch.Tensor:
@@ -116,23 +114,6 @@ class CFGAN(Recommender, nn.Module):
         return pm.to(x.dtype), zr.to(x.dtype)
 
     # ------------------------------------------------------------------ protocol
-    def input_matrix(self, data) -> torch.Tensor:
-        """Every user's training row, (n_users, n_items) dense on the model's device and dtype."""
-        w = next(self.parameters())
-        if data.n_items != self.n_items:
-            raise ValueError(f"data has {data.n_items} items but the model was built for {self.n_items}")
-        if (self._dense is None or self._dense[0] is not data.train or self._dense[1].device != w.device
-                or self._dense[1].dtype != w.dtype):
-            dense = data.train.toarray() if sp.issparse(data.train) else data.train
-            self._dense = (data.train, torch.as_tensor(dense, dtype=w.dtype, device=w.device))
-        return self._dense[1]
-
-    def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
-        """One shuffled epoch of dense user rows (B, n_items) on the model's device."""
-        x = self.input_matrix(data)
-        order = torch.randperm(data.n_users, generator=generator).to(x.device)
-        yield from (x[idx] for idx in order.split(batch_size))
-
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """Adam for G (returned, stepped by ``train.fit``); D's own Adam at ``d_lr`` (default lr)."""
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr if self.d_lr is None else self.d_lr,
@@ -198,7 +179,6 @@ class CFGAN(Recommender, nn.Module):
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
-        """(len(users), n_items) generator logits from the users' training rows (any split)."""
-        x = self.input_matrix(data)
-        users = torch.as_tensor(user_ids(users, len(x)), device=x.device)
-        return self.G(x[users])
+        """(len(users), n_items) generator logits from the users' training rows (any split);
+        ``score_chunk`` users at a time (``TrainRows.score_rows``)."""
+        return self.score_rows(data, users, self.G)

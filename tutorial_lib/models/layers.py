@@ -1,4 +1,5 @@
-r"""Building blocks the models share: the sinusoidal step embedding and a small Transformer.
+r"""Building blocks the models share: the sinusoidal step embedding, a small Transformer and the
+dense training rows of the models that read a user's row (:class:`TrainRows`).
 
 **Step embedding** (Vaswani et al. 2017; Ho et al. 2020), for steps t (B,) and an even size d:
 
@@ -31,15 +32,24 @@ left-padded window always has position L - 1, so trimming all-padding columns
 ``last_only=True`` computes the final block's queries at the last position only: the models
 read only that row (the representation of the whole history), and all the other rows of the
 final block would be thrown away. Exact, and about a quarter of the encoder's work saved.
+
+**Training rows** (Mult-VAE, CFGAN): training densifies every user's row once and reuses it
+each epoch; scoring densifies ``score_chunk`` users at a time (at most ``SCORE_BUDGET`` floats),
+so scoring a few users of a large catalogue never builds the whole (n_users, n_items) matrix.
 """
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..data import user_ids
+from ..distributed import SCORE_BUDGET
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -170,3 +180,68 @@ class TransformerEncoder(nn.Module):
             h = h * keep[:, -n_q:]
         h = self.norm(h) * keep[:, -h.shape[1]:]           # the final LayerNorm keeps PAD rows at zero
         return h[:, -1] if last_only else h
+
+
+class TrainRows:
+    """Dense training rows for a model that reads a user's row ``data.train[u]`` (Mult-VAE, CFGAN).
+
+    The model has ``n_items`` and parameters (their device and dtype are the rows'). Training
+    (``batches``) densifies every row once, kept while ``data.train``, the device and the dtype
+    stay the same; scoring (``score_rows``) takes the rows of ``score_chunk`` users at a time,
+    from that matrix when it is kept, else from the sparse rows of those users only.
+    """
+
+    score_chunk: int = 1024                  # users per chunk of score_rows (fewer on a large catalogue)
+    _dense: tuple | None = None              # (data.train, its dense copy) while kept
+
+    def _check_items(self, data) -> None:
+        if data.n_items != self.n_items:
+            raise ValueError(f"data has {data.n_items} items but the model was built for {self.n_items}")
+
+    def _kept(self, data, w: torch.Tensor) -> torch.Tensor | None:
+        """The kept dense matrix when it is ``data.train``'s on ``w``'s device and dtype, else None."""
+        kept = self._dense
+        if kept is None or kept[0] is not data.train or kept[1].device != w.device or kept[1].dtype != w.dtype:
+            return None
+        return kept[1]
+
+    def input_matrix(self, data) -> torch.Tensor:
+        """Every user's training row, (n_users, n_items) dense on the model's device, in its dtype
+        (float32 unless the model was made ``.double()``); kept for the next call."""
+        w = next(self.parameters())
+        self._check_items(data)
+        if self._kept(data, w) is None:
+            dense = data.train.toarray() if sp.issparse(data.train) else data.train
+            self._dense = (data.train, torch.as_tensor(dense, dtype=w.dtype, device=w.device))
+        return self._dense[1]
+
+    def input_rows(self, data, users) -> torch.Tensor:
+        """The training rows of ``users``, (len(users), n_items) dense on the model's device and
+        dtype: from the kept matrix when it is ``data.train``'s, else densified for these users only."""
+        w = next(self.parameters())
+        self._check_items(data)
+        users = user_ids(users, data.n_users)
+        kept = self._kept(data, w)
+        if kept is not None:
+            return kept[torch.as_tensor(users, device=w.device)]
+        rows = data.train[users]
+        rows = rows.toarray() if sp.issparse(rows) else rows
+        return torch.as_tensor(rows, dtype=w.dtype, device=w.device)
+
+    def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
+        """One shuffled epoch of dense user rows (B, n_items) on the model's device."""
+        x = self.input_matrix(data)
+        order = torch.randperm(data.n_users, generator=generator).to(x.device)
+        yield from (x[idx] for idx in order.split(batch_size))
+
+    def score_rows(self, data, users, fn: Callable[[torch.Tensor], torch.Tensor],
+                   chunk: int | None = None) -> torch.Tensor:
+        """``fn`` (rows (B, n_items) -> scores (B, n_items)) over the training rows of ``users``,
+        ``chunk`` users at a time (default ``score_chunk``, fewer if a chunk would pass
+        ``SCORE_BUDGET`` floats); the (len(users), n_items) scores, in the users' order."""
+        self._check_items(data)
+        users = user_ids(users, data.n_users)
+        chunk = max(1, min(int(chunk or self.score_chunk), SCORE_BUDGET // max(self.n_items, 1)))
+        if len(users) <= chunk:
+            return fn(self.input_rows(data, users))
+        return torch.cat([fn(self.input_rows(data, users[i:i + chunk])) for i in range(0, len(users), chunk)])

@@ -21,13 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import user_ids
 from ..recommend import Recommender
+from .layers import TrainRows
 
 
 def _mlp(widths: Sequence[int]) -> nn.ModuleList:
@@ -38,7 +37,7 @@ def _mlp(widths: Sequence[int]) -> nn.ModuleList:
     return layers
 
 
-class MultiVAE(Recommender, nn.Module):
+class MultiVAE(TrainRows, Recommender, nn.Module):
     """Mult-VAE with encoder dims [n_items, *hidden, latent] and the mirror decoder."""
 
     def __init__(self, n_items: int, hidden: Sequence[int] = (600,), latent: int = 200,
@@ -60,7 +59,6 @@ class MultiVAE(Recommender, nn.Module):
         self.decoder = _mlp(dims[::-1])
         self.drop = nn.Dropout(dropout)
         self.register_buffer("update_count", torch.zeros((), dtype=torch.long))
-        self._dense: tuple | None = None
 
     # ------------------------------------------------------------------ model
     def encode(self, x: torch.Tensor, dropout: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,24 +92,6 @@ class MultiVAE(Recommender, nn.Module):
         return min(self.anneal_cap, float(self.update_count) / self.total_anneal_steps)
 
     # ------------------------------------------------------------------ protocol
-    def input_matrix(self, data) -> torch.Tensor:
-        """Every user's training row, (n_users, n_items) dense on the model's device, in its dtype
-        (float32 unless the model was made ``.double()``)."""
-        w = next(self.parameters())
-        if data.n_items != self.n_items:
-            raise ValueError(f"data has {data.n_items} items but the model was built for {self.n_items}")
-        if (self._dense is None or self._dense[0] is not data.train or self._dense[1].device != w.device
-                or self._dense[1].dtype != w.dtype):
-            dense = data.train.toarray() if sp.issparse(data.train) else data.train
-            self._dense = (data.train, torch.as_tensor(dense, dtype=w.dtype, device=w.device))
-        return self._dense[1]
-
-    def batches(self, data, batch_size: int, generator: torch.Generator | None = None):
-        """One shuffled epoch of dense user rows (B, n_items) on the model's device."""
-        x = self.input_matrix(data)
-        order = torch.randperm(data.n_users, generator=generator).to(x.device)
-        yield from (x[idx] for idx in order.split(batch_size))
-
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """-L_beta averaged over the batch x (B, I); advances the annealing by one update."""
         logits, mu, logvar = self(x)
@@ -124,7 +104,6 @@ class MultiVAE(Recommender, nn.Module):
 
     @torch.no_grad()
     def score(self, data, users, split: str = "valid") -> torch.Tensor:
-        """(len(users), n_items) decoder logits at z = mu of the users' training rows."""
-        x = self.input_matrix(data)
-        users = torch.as_tensor(user_ids(users, len(x)), device=x.device)
-        return self.decode(self.encode(x[users], dropout=False)[0])     # the clean row, in any mode
+        """(len(users), n_items) decoder logits at z = mu of the users' training rows, the clean
+        rows in any mode; ``score_chunk`` users at a time (``TrainRows.score_rows``)."""
+        return self.score_rows(data, users, lambda x: self.decode(self.encode(x, dropout=False)[0]))
