@@ -6,7 +6,9 @@
 Each user's training row gets round(share * n_u) random items the user never interacted with
 (``tutorial_lib.analysis.robustness``); validation (early stopping, EASE's lambda) and test stay
 clean. The models are the recipes of benchmarks/recipes/ (diffrec.py, cfgan.py) with their
-ML-1M settings. Appends one JSON line per (share, model, seed) to ``--out`` as it goes.
+ML-1M settings. Appends one JSON line per (share, model, seed) to ``--out`` as it goes; each
+line also holds the catalogue coverage@20 and the Gini index of exposure of the model's test
+top-20 lists (``tutorial_lib.beyond_accuracy``), which notebook 08's claim 4 reads.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recipes.cfgan import ML1M, ML1M_TRAIN  # noqa: E402
 from recipes.diffrec import DIFFREC, EPOCHS, LAMBDAS, MULTIVAE, MULTIVAE_TRAIN  # noqa: E402
+from tutorial_lib import beyond_accuracy as ba  # noqa: E402
 from tutorial_lib.analysis.robustness import SHARES, noise_robustness  # noqa: E402
 from tutorial_lib.datasets import load_course_data  # noqa: E402
 from tutorial_lib.models.cfgan import CFGAN  # noqa: E402
@@ -52,6 +55,12 @@ def trainers(device: str, epochs: int) -> dict:
             "cfgan": trained(lambda d: CFGAN(d.n_items, **ML1M), **ML1M_TRAIN)}
 
 
+def lists_measures(model, data, k: int = 20) -> dict:
+    """Coverage@k and the Gini index of exposure of the model's test top-k lists."""
+    lists = ba.top_k_lists(lambda u: model.score(data, u, "test"), data, k=k)
+    return {f"coverage@{k}": ba.coverage(lists, data.n_items), f"gini@{k}": ba.gini(lists, data.n_items)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=["popularity", "ease", "diffrec", "multivae"])
@@ -73,7 +82,8 @@ def main(argv=None):
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)
 
-    return noise_robustness(data, chosen, shares=args.shares, seeds=args.seed, callback=write)
+    return noise_robustness(data, chosen, shares=args.shares, seeds=args.seed, callback=write,
+                            measures=lists_measures)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,18 @@ def test_keep_models_and_callback(world):
         noise_robustness(world, {})
 
 
+def test_measures_add_columns_from_the_model_trained_on_the_noisy_data(world):
+    seen = []
+
+    def measures(model, data):
+        seen.append(data.train.nnz)
+        return {"n_train": data.train.nnz, "is_popularity": isinstance(model, Popularity)}
+
+    table = noise_robustness(world, {"pop": lambda d, s: Popularity().fit(d)}, shares=(0.0, 0.4), measures=measures)
+    assert table["is_popularity"].all() and list(table["n_train"]) == seen
+    assert seen[1] == seen[0] + table["injected"].iloc[1] > seen[0]
+
+
 def test_relative_change_by_hand():
     results = pd.DataFrame({"model": ["a", "a", "a", "a", "b", "b"], "share": [0, 0, 0.2, 0.2, 0, 0.2],
                             "seed": [0, 1, 0, 1, 0, 0], "recall@20": [0.4, 0.6, 0.3, 0.5, 0.2, 0.3]})

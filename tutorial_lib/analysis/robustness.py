@@ -69,7 +69,8 @@ Trainer = Callable[[InteractionData, int], object]     # (data, seed) -> a model
 
 def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], shares: Sequence[float] = SHARES,
                      seeds: Sequence[int] = (0,), ks: Sequence[int] = (10, 20), keep_models: bool = False,
-                     progress: bool = False, callback: Callable[[dict], None] | None = None):
+                     progress: bool = False, callback: Callable[[dict], None] | None = None,
+                     measures: Callable[[object, InteractionData], dict] | None = None):
     """Train every model on ``data`` with each injected share; evaluate on the clean test split.
 
     trainers: ``{name: trainer(noisy_data, seed) -> model}``, the model fitted (early stopping
@@ -78,7 +79,8 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
     model): ``model, share, seed, injected`` (interactions added), the test metrics at ``ks``
     and ``seconds`` (training + evaluation); with ``keep_models`` also ``{(name, share, seed):
     model}``. ``callback(row)`` is called with each row as soon as it is made (e.g. to append it
-    to a file during a long run).
+    to a file during a long run). ``measures(model, noisy_data) -> {name: number}`` adds
+    columns to each row (e.g. coverage of the test lists, ``beyond_accuracy``).
     """
     if not trainers:
         raise ValueError("trainers is empty: pass {name: trainer(data, seed) -> model}")
@@ -94,6 +96,8 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
                 rows.append({"model": name, "share": share, "seed": seed, "injected": injected.nnz,
                              **{k: v for k, v in test.items() if k != "n_users"},
                              "seconds": time.perf_counter() - start})
+                if measures is not None:
+                    rows[-1].update(measures(model, noisy))
                 if callback is not None:
                     callback(rows[-1])
                 if progress:
