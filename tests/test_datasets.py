@@ -354,6 +354,40 @@ def test_load_csv_reads_user_id_item_id_and_splits_by_time(tmp_path, capsys, log
     assert _pairs(d.test) == {(0, 4), (1, 0)} and _pairs(d.valid) == {(0, 3), (1, 4)}
 
 
+def test_load_csv_splits_7_2_1_by_default_as_the_command_line(tmp_path):
+    """load_csv's default shares are data.VALID_FRAC / TEST_FRAC, 70 / 20 / 10 % (DiffRec's 7:2:1),
+    the ones diffrec-tutorial splits a log with: both read one file into the same split."""
+    from types import SimpleNamespace
+
+    from tutorial_lib.cli import inputs
+    from tutorial_lib.data import TEST_FRAC, VALID_FRAC
+
+    assert (VALID_FRAC, TEST_FRAC) == (0.2, 0.1)
+    rows = [(u, (3 * u + j) % 25, 100 * u + j) for u in range(12) for j in range(10)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(tmp_path / "log.csv", index=False)
+    d = D.load_csv(tmp_path / "log.csv")
+    per_user = [np.diff(m.indptr) for m in (d.train, d.valid, d.test)]
+    assert all((n == k).all() for n, k in zip(per_user, (7, 2, 1)))
+    assert all(d.test[u].indices.tolist() == [(3 * u + 9) % 25] for u in range(12))     # the latest click
+    opts = SimpleNamespace(format=None, sep=None, min_rating=None, user_col=None, item_col=None, time_col=None,
+                           rating_col=None, split=None, seed=1)
+    cli, said = inputs.load(tmp_path / "log.csv", opts, "rows")
+    assert "split 'time'" in said and cli.user_map == d.user_map and cli.item_map == d.item_map
+    for m in ("train", "valid", "test"):
+        assert (getattr(cli, m) != getattr(d, m)).nnz == 0
+
+
+def test_load_csv_with_no_held_out_share_says_it_splits_nothing(tmp_path, capsys, log):
+    log.rename(columns={"userID": "user_id", "itemID": "item_id"}).to_csv(tmp_path / "log.csv", index=False)
+    d = D.load_csv(tmp_path / "log.csv", valid_frac=0, test_frac=0)
+    said = capsys.readouterr().out
+    assert "no split (valid_frac = test_frac = 0): every interaction is training data" in said
+    assert "temporal" not in said and "split=" not in said
+    assert d.train.nnz == len(log) and d.valid.nnz == d.test.nnz == 0
+    D.load_csv(tmp_path / "log.csv", split="loo", valid_frac=0, test_frac=0)   # leave-one-out ignores the shares
+    assert "split 'loo' (leave-one-out)" in capsys.readouterr().out
+
+
 def test_load_csv_and_load_recbole_inter_read_one_log_alike(tmp_path, log):
     rated = log.assign(rating=[5.0, 3.0, 4.0, 5.0, 5.0, 4.0, 2.0, 5.0, 4.0, 5.0])
     rated.rename(columns={"userID": "user_id", "itemID": "item_id"}).to_csv(tmp_path / "log.csv", index=False)

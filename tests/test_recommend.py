@@ -25,7 +25,9 @@ from tutorial_lib.recommend import recommend
 def data():
     rng = np.random.default_rng(0)
     rows = [(f"user{u}", f"item{i}", t) for u in range(30) for t, i in enumerate(rng.choice(20, 8, replace=False))]
-    return from_dataframe(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    # one validation item a user (round(0.1 * 8)): the sequential models' test input appends it
+    return from_dataframe(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), valid_frac=0.1,
+                          test_frac=0.2)
 
 
 MODELS = {

@@ -13,7 +13,9 @@ Ids are 0-based and contiguous; ``user_map`` / ``item_map`` keep the raw -> inte
 rating threshold -> iterative k-core -> contiguous ids -> split. Readers of files (CSV,
 RecBole, MovieLens, the papers' released splits) are in :mod:`tutorial_lib.datasets`.
 
-Splits (``split=``; by default "temporal" when the log has times, else "random"):
+Splits (``split=``; by default "temporal" when the log has times, else "random"), with the
+default shares ``VALID_FRAC`` / ``TEST_FRAC``: 70 / 20 / 10 % train / valid / test, DiffRec's
+7:2:1 on ML-1M (``diffrec-tutorial`` splits logs with the same two constants):
 
 * ``"random"``    each interaction goes to test / valid / train with probabilities
   test_frac / valid_frac / rest (exact counts, seeded permutation)
@@ -21,6 +23,9 @@ Splits (``split=``; by default "temporal" when the log has times, else "random")
   the round(valid_frac * n_u) before them are valid, the rest (at least one) train
 * ``"loo"``       leave-one-out: per user, last = test, second last = valid (users with fewer
   than 3 interactions keep all of them in train)
+
+``valid_frac=0, test_frac=0`` with "random" or "temporal" splits nothing: every interaction
+is training data (the final model, refit on everything).
 """
 from __future__ import annotations
 
@@ -31,10 +36,11 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["InteractionData", "pairs_to_csr", "group_by_user", "as_ids", "user_ids", "SPLITS",
-           "split_sizes", "split_interactions", "k_core_filter", "COLUMN_NAMES", "find_columns",
-           "from_dataframe"]
+           "VALID_FRAC", "TEST_FRAC", "split_sizes", "split_interactions", "k_core_filter", "COLUMN_NAMES",
+           "find_columns", "from_dataframe"]
 
 SPLITS = ("random", "temporal", "loo")
+VALID_FRAC, TEST_FRAC = 0.2, 0.1          # the default shares of a split: 70 / 20 / 10 %, DiffRec's 7:2:1
 # per-user lists given as a dict: iterating it would yield the user ids, not their items
 DICT_PER_USER = ("{what} is a dict (e.g. DiffuRec's {{user: items}}); pass a list with one entry per "
                  "user in row order, e.g. [d[u] for u in range(n_users)] if its keys are the 0-based "
@@ -200,7 +206,8 @@ def split_sizes(n: np.ndarray, frac: float) -> np.ndarray:
 
 
 def split_interactions(users: np.ndarray, times: np.ndarray | None, split: str,
-                       valid_frac: float = 0.1, test_frac: float = 0.2, seed: int = 0) -> np.ndarray:
+                       valid_frac: float = VALID_FRAC, test_frac: float = TEST_FRAC,
+                       seed: int = 0) -> np.ndarray:
     """Assign each interaction to a split: returns an int8 array, 0 = train, 1 = valid, 2 = test.
 
     users: (n,) user ids; times: (n,) times or None (row order is then the time order).
@@ -262,8 +269,9 @@ def find_columns(columns, user_col=None, item_col=None, rating_col=None, time_co
     return found
 
 
-def _choose(columns, user_col, item_col, rating_col, time_col, threshold, split):
-    """(columns, split) for :func:`from_dataframe`; one printed line says what it chose itself."""
+def _choose(columns, user_col, item_col, rating_col, time_col, threshold, split, no_split=False):
+    """(columns, split) for :func:`from_dataframe`; one printed line says what it chose itself
+    (``no_split``: valid_frac = test_frac = 0, so a random or temporal split holds nothing out)."""
     cols = find_columns(columns, user_col, item_col, rating_col, time_col, threshold is not None)
     chosen = split is None
     split = ("temporal" if cols["time"] else "random") if chosen else split
@@ -276,9 +284,13 @@ def _choose(columns, user_col, item_col, rating_col, time_col, threshold, split)
              "time": time_col}
     picked = [f"{role} {cols[role]!r}" for role, g in given.items() if g is None and cols[role]]
     if picked or chosen:
-        how = {"random": "at random", "temporal": "per user by time", "loo": "leave-one-out"}[split]
-        print(f"columns: {', '.join(picked) or 'as given'}; split {split!r} ({how}); "
-              "pass user_col=, item_col=, time_col= or split= to choose")
+        if no_split and split != "loo":
+            print(f"columns: {', '.join(picked) or 'as given'}; no split (valid_frac = test_frac = 0): "
+                  "every interaction is training data; pass user_col=, item_col=, time_col= to choose")
+        else:
+            how = {"random": "at random", "temporal": "per user by time", "loo": "leave-one-out"}[split]
+            print(f"columns: {', '.join(picked) or 'as given'}; split {split!r} ({how}); "
+                  "pass user_col=, item_col=, time_col= or split= to choose")
     return cols, split
 
 
@@ -297,15 +309,17 @@ def _time_values(col) -> np.ndarray:
 def from_dataframe(df, user_col: str | None = None, item_col: str | None = None,
                    rating_col: str | None = None, time_col: str | None | bool = None,
                    threshold: float | None = None, k_core: int | None = None,
-                   split: str | None = None, valid_frac: float = 0.1, test_frac: float = 0.2,
+                   split: str | None = None, valid_frac: float = VALID_FRAC, test_frac: float = TEST_FRAC,
                    seed: int = 0, name: str = "data") -> InteractionData:
     """Build InteractionData from a pandas DataFrame of interactions, one row each.
 
     Columns left as None are found by their usual names (:data:`COLUMN_NAMES`; a printed line
     says which); ``time_col=False`` ignores times. ``split=None`` splits per user by time when
-    there is a time column, else at random. Steps: keep rows with rating >= ``threshold``;
-    drop repeated (user, item) pairs (the earliest stays); iterative ``k_core``; map raw ids
-    to 0-based contiguous ids (sorted raw order, kept as ``user_map`` / ``item_map``); split.
+    there is a time column, else at random, holding out ``valid_frac`` / ``test_frac`` of the
+    interactions (default 20 % / 10 %; both 0: no split, every interaction in train). Steps:
+    keep rows with rating >= ``threshold``; drop repeated (user, item) pairs (the earliest
+    stays); iterative ``k_core``; map raw ids to 0-based contiguous ids (sorted raw order,
+    kept as ``user_map`` / ``item_map``); split.
     Without a time column the row order is taken as the time order of ``sequences``.
     """
     import pandas as pd
@@ -314,7 +328,8 @@ def from_dataframe(df, user_col: str | None = None, item_col: str | None = None,
         raise ValueError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise ValueError("the DataFrame is empty: no interactions to load")
-    cols, split = _choose(df.columns, user_col, item_col, rating_col, time_col, threshold, split)
+    cols, split = _choose(df.columns, user_col, item_col, rating_col, time_col, threshold, split,
+                          no_split=valid_frac == 0 and test_frac == 0)
     user_col, item_col, rating_col, time_col = cols["user"], cols["item"], cols["rating"], cols["time"]
     needed = [user_col, item_col] + [rating_col] * (threshold is not None) + [time_col] * (time_col is not None)
     for col in needed:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import InteractionData, from_dataframe, group_by_user, pairs_to_csr
+from .data import TEST_FRAC, VALID_FRAC, InteractionData, from_dataframe, group_by_user, pairs_to_csr
 from .download import DATA_DIR_VARIABLE, REGISTRY, ChecksumError, DataSource, data_root, fetch
 
 __all__ = ["data_root", "load_course_data", "load_release", "COURSE_DATASETS", "RELEASES",
@@ -193,7 +193,8 @@ def _integer_ids(col):
 def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
     """Read a delimited text file with a header row and pass it to
     :func:`~tutorial_lib.data.from_dataframe` (keyword arguments go there: it finds the usual
-    column names, e.g. user_id / item_id / timestamp, and splits per user by time when it can).
+    column names, e.g. user_id / item_id / timestamp, and splits per user by time when it can,
+    70 / 20 / 10 % train / valid / test by default; ``valid_frac=0, test_frac=0``: no split).
 
     User and item ids are read as text: integers when all are written as plain integers,
     else strings (the keys of ``user_map`` / ``item_map``, numbered in string order: "10"
@@ -236,7 +237,7 @@ def load_recbole_inter(path, **kwargs) -> InteractionData:
 
 
 def load_movielens_1m(root=None, threshold: float | None = 4, k_core: int | None = None,
-                      split: str = "temporal", valid_frac: float = 0.2, test_frac: float = 0.1,
+                      split: str = "temporal", valid_frac: float = VALID_FRAC, test_frac: float = TEST_FRAC,
                       seed: int = 0) -> InteractionData:
     """MovieLens-1M from ``root/ml-1m/ratings.dat`` (``user::movie::rating::time``).
 
