@@ -1,6 +1,7 @@
-"""diffrec-tutorial (tutorial_lib.cli): formats detected, recipes and --set, the JSON line, the
-top-K file in raw ids, one clear line and no file left for every bad input, and the README's
-"Command line" commands run as written (the N-GPU one on CPU with gloo, 2 processes)."""
+"""diffrec-tutorial (tutorial_lib.cli): formats detected, recipes and --set, the small-data
+settings chosen by size, the JSON line, the top-K file in raw ids (recommend()'s frame), the
+refit on every interaction, one clear line and no file left for every bad input, and the
+README's "Command line" commands run as written (the N-GPU one on CPU with gloo, 2 processes)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import pytest
 
 from tutorial_lib.cli import main
 from tutorial_lib.cli import inputs
-from tutorial_lib.cli.recipes import RECIPES, apply_overrides
+from tutorial_lib.cli.recipes import RECIPES, SMALL_DATA_INTERACTIONS, apply_overrides, choose_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -127,7 +128,7 @@ def test_train_prints_json_and_writes_checkpoint_and_raw_id_recommendations(tmp_
     assert {"recall@20", "ndcg@20", "best_epoch", "train_seconds", "device", "processor", "torch"} <= set(line)
     assert "read as csv" in err and line["settings"]["epochs"] == 2
     recs = pd.read_csv(tmp_path / "recs.csv")
-    assert list(recs.columns) == ["user", "item", "rank", "score"] and len(recs) == 40 * 3
+    assert list(recs.columns) == ["user", "rank", "item", "score"] and len(recs) == 40 * 3     # recommend()'s
     assert set(recs["user"]) == set(range(100, 140)) and ((recs["item"] - 7) % 3 == 0).all()
     seen = set(map(tuple, clicks()[["user_id", "item_id"]].to_numpy()))
     assert not any((u, i) in seen for u, i in recs[["user", "item"]].itertuples(index=False))
@@ -149,6 +150,80 @@ def test_closed_forms_and_sequential_models_from_the_command_line(tmp_path, caps
     assert keys <= set(json.loads(out.strip().splitlines()[-1]))
     assert ("leave-one-out" in err) == (model == "sasrec")            # the sequential models' split
     assert len(pd.read_csv(tmp_path / "recs.csv")) == 40 * 2 and (tmp_path / "m.pt").exists()
+
+
+def test_recommendations_file_is_the_frame_of_recommend(tmp_path, capsys):
+    """recs.csv holds what recommend() returns for every user, in its columns and order."""
+    from tutorial_lib.datasets import load_csv
+    from tutorial_lib.models.popularity import Popularity
+    from tutorial_lib.recommend import recommend
+
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    code, _, err = run_main(capsys, "train", "popularity", "--data", tmp_path / "log.csv", "--no-progress",
+                            "--checkpoint", tmp_path / "m.pt", "--recommend", 4, "--out", tmp_path / "recs.csv")
+    assert code == 0, err
+    data = load_csv(tmp_path / "log.csv")                  # the CLI's split (the same shares)
+    expected = recommend(Popularity().fit(data), data, sorted(data.user_map), k=4)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "recs.csv"), expected, check_dtype=False, rtol=1e-5)
+
+
+# ---- the settings: small data gets the small-data ones, --paper / --small choose
+
+def test_small_data_trains_with_the_small_settings_and_says_so(tmp_path, capsys):
+    clicks().to_csv(tmp_path / "log.csv", index=False)            # 40 users, 30 items, ~320 clicks
+    quick = ["--set", "epochs=1", "eval_every=1", "--no-progress"]
+    small, paper = RECIPES["diffrec"].settings(small=True), RECIPES["diffrec"].settings()
+    runs = {}
+    for flag in (None, "--paper", "--small"):
+        argv = ["train", "diffrec", "--data", tmp_path / "log.csv", *quick, "--checkpoint", tmp_path / f"{flag}.pt"]
+        code, out, err = run_main(capsys, *argv, *([flag] if flag else []))
+        assert code == 0, err
+        runs[flag] = (json.loads(out.strip().splitlines()[-1]), [ln for ln in err.splitlines() if ln.startswith("settings:")])
+    line, said = runs[None]
+    assert line["recipe_settings"] == "small" and line["settings"]["dims"] == list(small["dims"])
+    assert said == [f"settings: small-data, as the data has {len(clicks())} interactions (fewer than "
+                    f"{SMALL_DATA_INTERACTIONS:,}); --paper trains with the paper's settings; --set epochs=1 eval_every=1"]
+    line, said = runs["--paper"]
+    assert line["recipe_settings"] == "paper" and line["settings"]["dims"] == list(paper["dims"])
+    assert said[0].startswith("settings: the paper's (--paper)")
+    assert runs["--small"][0]["settings"] == runs[None][0]["settings"] and "(--small)" in runs["--small"][1][0]
+    assert choose_settings(SMALL_DATA_INTERACTIONS - 1)[0] and not choose_settings(SMALL_DATA_INTERACTIONS)[0]
+    assert choose_settings(10**6, small=True)[0] and not choose_settings(10, paper=True)[0]
+
+
+# ---- --refit: the final model, on every interaction
+
+def test_refit_trains_on_every_interaction_for_the_best_epochs_and_recommends_with_it(tmp_path, capsys):
+    import torch
+
+    from tutorial_lib.datasets import load_csv
+    from tutorial_lib.models.multivae import MultiVAE
+    from tutorial_lib.recommend import recommend
+
+    log = clicks()
+    log.to_csv(tmp_path / "log.csv", index=False)
+    base = ["train", "multivae", "--data", tmp_path / "log.csv", "--set", "epochs=4", "eval_every=1", "--no-progress"]
+    argv = [*base, "--checkpoint", tmp_path / "m.pt", "--refit", "--recommend", 3, "--out", tmp_path / "recs.csv"]
+    code, out, err = run_main(capsys, *argv)
+    assert code == 0, err
+    line = json.loads(out.strip().splitlines()[-1])
+    refit = line["refit"]
+    assert refit["epochs"] == line["best_epoch"] >= 1 and refit["interactions"] == len(log)
+    assert refit["checkpoint"] == str(tmp_path / "m.refit.pt") and "refit: multivae trained afresh on all" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "m.pt", "m.refit.pt", "recs.csv"]
+    state = torch.load(tmp_path / "m.refit.pt", weights_only=True)
+    assert state["epoch"] == line["best_epoch"] and state["recipe"]["refit"]["interactions"] == len(log)
+    # the file is the refit model's top 3 over every click (no split: all of them in train)
+    everything = load_csv(tmp_path / "log.csv", valid_frac=0, test_frac=0)
+    assert everything.train.nnz == len(log) and everything.valid.nnz == everything.test.nnz == 0
+    settings = {k: v for k, v in line["settings"].items() if k in RECIPES["multivae"].model}
+    model = MultiVAE(everything.n_items, **settings)
+    model.load_state_dict(state["model"])
+    expected = recommend(model.eval(), everything, sorted(everything.user_map), k=3)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "recs.csv"), expected, check_dtype=False, rtol=1e-5)
+    (tmp_path / "m.pt").unlink()
+    code, _, err = run_main(capsys, *argv)                  # the refit's file is not overwritten unasked
+    assert code == 2 and "m.refit.pt exists: pass --resume" in err
 
 
 def test_small_score_chunks_give_the_same_metrics_and_lists(tmp_path, capsys):

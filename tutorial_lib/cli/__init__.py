@@ -1,18 +1,25 @@
 """``diffrec-tutorial``: train any model of the course on your own data, from the shell.
 
-    diffrec-tutorial train diffrec --data my_clicks.csv                  # the paper's recipe
+    diffrec-tutorial train diffrec --data my_clicks.csv                  # the recipe
     diffrec-tutorial train diffrec --data my_clicks.csv --set T=20 lr=1e-4 --recommend 10 --out recs.csv
+    diffrec-tutorial train diffrec --data my_clicks.csv --refit --recommend 10 --out recs.csv
     torchrun --nproc_per_node=4 --no-python diffrec-tutorial train diffrec --data my_clicks.csv --device cuda
     diffrec-tutorial recipes diffrec                                     # the settings --set can change
 
-``--data`` is read by :mod:`~tutorial_lib.cli.inputs` (format detected, split if it has none),
-the model built and trained with its recipe (:mod:`~tutorial_lib.cli.recipes`) by
-:mod:`~tutorial_lib.cli.run`. The last line on stdout is one JSON object, as
-``benchmarks/reproduce.py`` prints; the checkpoint goes to ``--checkpoint`` (default
-``MODEL.pt``) and, with ``--recommend K``, the top-K unseen items of every user (raw ids, with
-scores) to ``--out``. Under ``torchrun`` the processes share the training
-(:mod:`tutorial_lib.distributed`); rank 0 writes the files and the line.
-A bad input ends the command with one line on stderr (exit status 2) and no file written.
+``--data`` is read by :mod:`~tutorial_lib.cli.inputs` (format detected, split if it has none:
+70 / 20 / 10 % train / valid / test by time), the model built and trained with its recipe
+(:mod:`~tutorial_lib.cli.recipes`: the paper's settings, or the small-data ones on data with
+fewer than ``SMALL_DATA_INTERACTIONS`` interactions; ``--paper`` / ``--small`` choose; a line
+on stderr says which) by :mod:`~tutorial_lib.cli.run`. The last line on stdout is one JSON
+object, as ``benchmarks/reproduce.py`` prints; the checkpoint goes to ``--checkpoint`` (default
+``MODEL.pt``). ``--refit`` then trains the same recipe afresh on every interaction (train,
+valid and test) for the best epoch count found on validation, to ``MODEL.refit.pt``: the
+model to recommend with. ``--recommend K`` writes the top-K unseen items of every user (raw
+ids, with scores; from the refit model with ``--refit``) to ``--out``, in the columns of
+:func:`tutorial_lib.recommend.recommend`: user, rank, item, score. Under ``torchrun`` the
+processes share the training (:mod:`tutorial_lib.distributed`); rank 0 writes the files and
+the line. A bad input ends the command with one line on stderr (exit status 2) and no file
+written.
 """
 from __future__ import annotations
 
@@ -23,8 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..data import TEST_FRAC, VALID_FRAC
 from .inputs import FORMATS, SPLITS, BadInput
-from .recipes import PARALLEL, RECIPES, apply_overrides
+from .recipes import PARALLEL, RECIPES, SMALL_DATA_INTERACTIONS, apply_overrides, choose_settings
 
 __all__ = ["main", "train", "parse_args", "RECIPES", "BadInput"]
 
@@ -53,20 +61,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--min-rating", type=float, default=None, help="keep rows with rating >= this")
     for role in ("user", "item", "time", "rating"):
         t.add_argument(f"--{role}-col", default=None, help=f"the {role} column (default: its usual names)")
+    shares = (f"{round(100 * (1 - VALID_FRAC - TEST_FRAC))} / {round(100 * VALID_FRAC)} / "
+              f"{round(100 * TEST_FRAC)} %% train / valid / test")            # %%: argparse's %
     t.add_argument("--split", choices=list(SPLITS), default=None,
-                   help="for data with no split: time (7:2:1 per user by time), random, leave-one-out "
-                        "(default: leave-one-out for sequential models, else time if there are times)")
+                   help=f"for data with no split: time ({shares} per user by time), random (the same "
+                        "shares at random), leave-one-out (default: leave-one-out for sequential models, "
+                        "else time if there are times)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change a setting of the recipe (diffrec-tutorial recipes MODEL lists them)")
-    t.add_argument("--small", action="store_true", help="the recipes' settings for small data (synthetic)")
+    size = t.add_mutually_exclusive_group()
+    size.add_argument("--small", action="store_true", help="the recipes' settings for small data (the default "
+                      f"for data with fewer than {SMALL_DATA_INTERACTIONS:,} interactions)")
+    size.add_argument("--paper", action="store_true", help="the paper's settings, also on small data")
     t.add_argument("--device", default="auto")
     t.add_argument("--checkpoint", default=None, help="the model file (default MODEL.pt)")
     t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint")
     t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="pause after the epoch that passes this (then --resume goes on)")
     t.add_argument("--recommend", type=_positive_int, default=None, metavar="K", help="top-K items per user")
-    t.add_argument("--out", default=None, help="CSV file for --recommend (user,item,rank,score)")
+    t.add_argument("--out", default=None, help="CSV file for --recommend (user,rank,item,score)")
+    t.add_argument("--refit", action="store_true",
+                   help="after the evaluated run, train the same recipe afresh on every interaction (train, "
+                        "valid and test) for its best epoch count, save it to MODEL.refit.pt and recommend "
+                        "with it")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--log-every", type=_positive_int, default=None, metavar="N", help="a log line every N epochs")
     t.add_argument("--score-budget", dest="budget", type=_positive_int, default=SCORE_BUDGET,
@@ -79,6 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _check_outputs(args) -> None:
     """Fail before reading or training on an output that cannot be written."""
+    from .run import refit_path
+
     if args.recommend is not None and args.out is None:
         raise BadInput("--recommend K writes to a CSV file: add --out recs.csv")
     if args.out is not None and args.recommend is None:
@@ -86,8 +106,9 @@ def _check_outputs(args) -> None:
     for path in (args.out, args.checkpoint):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise BadInput(f"{path}: its folder {Path(path).resolve().parent} does not exist")
-    if Path(args.checkpoint).exists() and not args.resume:
-        raise BadInput(f"{args.checkpoint} exists: pass --resume to continue that run, or another --checkpoint")
+    for path in [args.checkpoint] + ([refit_path(args.checkpoint)] if args.refit else []):
+        if Path(path).exists() and not args.resume:
+            raise BadInput(f"{path} exists: pass --resume to continue that run, or another --checkpoint")
     if args.resume and RECIPES[args.model].family == "closed":
         raise BadInput(f"{args.model} is fitted in one go: --resume is for the trained models")
 
@@ -101,7 +122,8 @@ def train(args) -> dict:
 
     recipe = RECIPES[args.model]
     try:
-        settings = apply_overrides(args.model, recipe.settings(args.small), args.set)
+        for small in (False, True):                # --set checked before the data is read
+            apply_overrides(args.model, recipe.settings(small), args.set)
     except ValueError as err:
         raise BadInput(str(err)) from None
     _check_outputs(args)
@@ -110,9 +132,12 @@ def train(args) -> dict:
     data, said = inputs.load(Path(args.data), args, recipe.family)
     if args.recommend is not None and args.recommend > data.n_items:
         raise BadInput(f"--recommend {args.recommend}: the data has only {data.n_items} items")
+    small, which = choose_settings(data.train.nnz + data.valid.nnz + data.test.nnz, args.small, args.paper)
+    settings = apply_overrides(args.model, recipe.settings(small), args.set)
     start = time.perf_counter()
     dev = distributed.init(args.device)
     run.say(said)
+    run.say(which + (f"; --set {' '.join(args.set)}" if args.set else ""))
     seed_everything(args.seed)
     model_settings, _ = recipe.split(settings)
     model = recipe.build(data.n_items, model_settings, data, args.seed, dev)
@@ -127,11 +152,27 @@ def train(args) -> dict:
         if main:
             run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
     outputs = {"checkpoint": str(args.checkpoint)}
-    if main and args.recommend is not None:
+    recommend = args.recommend is not None
+    if args.refit and result.get("paused"):
+        run.say("paused: --refit (and --recommend) wait for the evaluated run to end; --resume goes on")
+        recommend = False
+    elif args.refit:
+        everything = inputs.load_everything(Path(args.data), args, recipe.family, data)
+        left = None if args.time_limit is None else max(args.time_limit - (time.perf_counter() - start), 1e-3)
+        outputs["refit"], model = run.refit(args.model, recipe, settings, everything, result, args, dev, left)
+        data = everything
+        if main:
+            run.add_recipe_to_checkpoint(Path(outputs["refit"]["checkpoint"]),
+                                         {**info, "refit": {k: outputs["refit"][k] for k in ("epochs", "interactions")}})
+        if outputs["refit"].get("paused"):
+            run.say("paused in the refit: --resume goes on; --recommend waits for it")
+            recommend = False
+    if main and recommend:
         rows = run.write_recommendations(model, data, args.recommend, Path(args.out), args.budget)
         outputs.update(recommendations=str(args.out), recommendation_rows=rows)
     return {"model": args.model, "dataset": data.name, **result, "seed": args.seed, "data": str(args.data),
-            "processes": distributed.world()[1], "settings": settings, **outputs,
+            "processes": distributed.world()[1], "settings": settings,
+            "recipe_settings": "small" if small else "paper", **outputs,
             "wall_seconds": round(time.perf_counter() - start, 2),
             "processor": run.processor(result["device"]), "torch": _torch_version()}
 

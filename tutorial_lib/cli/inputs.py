@@ -11,10 +11,12 @@ Formats (detected from the path, or named with ``--format``):
     movielens      a MovieLens folder: ratings.dat (``user::item::rating::time``) or ratings.csv
 
 Logs with no split get one of the papers' rules (``--split``, seeded): ``time`` (per user by
-time, 7:2:1 as DiffRec's ML-1M), ``random`` (the same shares at random) or ``leave-one-out``
-(DiffuRec's: per user, last = test, second last = valid). Default: leave-one-out for the
-sequential models, else time when there is a time column, else random. Without a time column
-the row order is the time order.
+time, 70 / 20 / 10 % train / valid / test as DiffRec's ML-1M: ``data.VALID_FRAC`` /
+``data.TEST_FRAC``, the defaults of ``datasets.load_csv`` too), ``random`` (the same shares at
+random) or ``leave-one-out`` (DiffuRec's: per user, last = test, second last = valid).
+Default: leave-one-out for the sequential models, else time when there is a time column, else
+random. Without a time column the row order is the time order. :func:`load_everything` reads
+the same data with every interaction in train (``--refit``).
 
 Every problem is a :class:`BadInput` with a one-line message naming the file.
 """
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import TEST_FRAC, VALID_FRAC
+
 FORMATS = ("diffrec-npy", "diffurec-pkl", "csv", "recbole", "movielens")
 SPLITS = {"time": "temporal", "random": "random", "leave-one-out": "loo"}     # ours -> data.SPLITS
-VALID_FRAC, TEST_FRAC = 0.2, 0.1                                               # DiffRec's 7:2:1
 INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 NUMBER = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
 
@@ -146,8 +149,9 @@ def _numbers(df, col: str, path: Path):
     return values
 
 
-def _read_log(path: Path, fmt: str, opts, family: str):
-    """(InteractionData, what was chosen) from a CSV / RecBole / MovieLens log."""
+def _read_log(path: Path, fmt: str, opts, family: str, everything: bool = False):
+    """(InteractionData, what was chosen) from a CSV / RecBole / MovieLens log; ``everything``:
+    no split, every interaction in train (the same ids: they are numbered before the split)."""
     from ..data import find_columns, from_dataframe
 
     sep = opts.sep or ("\t" if fmt == "recbole" or path.suffix.lower() in (".tsv", ".tab") else ",")
@@ -177,9 +181,12 @@ def _read_log(path: Path, fmt: str, opts, family: str):
     time_col = cols["time"]
     if time_col is None and split != "random":
         df["_row"], time_col = np.arange(len(df)), "_row"         # row order = time order
+    rule, shares = SPLITS[split], (VALID_FRAC, TEST_FRAC)
+    if everything:
+        rule, shares = ("temporal" if time_col else "random"), (0.0, 0.0)
     data = from_dataframe(df, cols["user"], cols["item"], cols["rating"], time_col or False,
-                          threshold=opts.min_rating, split=SPLITS[split], valid_frac=VALID_FRAC,
-                          test_frac=TEST_FRAC, seed=opts.seed, name=path.stem)
+                          threshold=opts.min_rating, split=rule, valid_frac=shares[0],
+                          test_frac=shares[1], seed=opts.seed, name=path.stem)
     picked = ", ".join(f"{r} {c!r}" for r, c in cols.items() if c is not None)
     order = "" if cols["time"] or split == "random" else " (no time column: row order is time order)"
     return data, f"columns {picked}; split {split!r}{order}, seed {opts.seed}"
@@ -204,6 +211,46 @@ def load(path: Path, opts, family: str):
         raise BadInput(message if str(target) in message else f"{target}: {message}") from None
     check(data, target)
     return data, f"data: {target} read as {fmt} ({data.n_users:,} users, {data.n_items:,} items); {how}"
+
+
+def _all_in_train(data, sequences=None):
+    """``data`` with valid and test moved into train; ``sequences`` (default: each user's train
+    sequence, then their valid items, then their test items) and no timestamps."""
+    import scipy.sparse as sp
+
+    from ..data import InteractionData
+
+    def row(matrix, u):
+        return matrix.indices[matrix.indptr[u]:matrix.indptr[u + 1]].astype(np.int64)
+
+    if sequences is None and data.sequences is not None:
+        sequences = [np.concatenate([s, row(data.valid, u), row(data.test, u)])
+                     for u, s in enumerate(data.sequences)]
+    empty = sp.csr_matrix(data.train.shape, dtype=np.float32)
+    return InteractionData(train=data.train + data.valid + data.test, valid=empty, test=empty,
+                           sequences=sequences, name=data.name, user_map=data.user_map, item_map=data.item_map)
+
+
+def load_everything(path: Path, opts, family: str, data):
+    """``--data`` with every interaction in train, valid and test empty (what ``--refit`` trains
+    on), with the ids of ``data`` (what :func:`load` read): logs read again with no split,
+    released splits joined (a user's items in time order: train, then valid, then test)."""
+    fmt, target = detect(path, opts.format)
+    if fmt == "diffrec-npy":                       # the files' row order is each user's time order
+        from ..data import group_by_user
+
+        pairs = np.concatenate([np.load(target / f"{s}_list.npy") for s in ("train", "valid", "test")])
+        full = _all_in_train(data, group_by_user(pairs[:, 0], pairs[:, 1], data.n_users))
+    elif fmt == "diffurec-pkl":                    # one valid and one test item a user
+        full = _all_in_train(data)
+    else:
+        if fmt == "movielens" and target.is_dir():
+            target = target / ("ratings.dat" if (target / "ratings.dat").exists() else "ratings.csv")
+        full, _ = _read_log(target, fmt, opts, family, everything=True)
+    if (full.train.shape != data.train.shape or full.user_map != data.user_map or full.item_map != data.item_map
+            or full.train.nnz != (data.train + data.valid + data.test).nnz):
+        raise BadInput(f"{target} changed while it was read: its users, items or interactions differ")
+    return full
 
 
 def check(data, path) -> None:

@@ -2,8 +2,10 @@
 
 ``RECIPES[name]`` is a :class:`Recipe`: the model's keyword arguments and ``train.fit``'s
 settings as the papers (or our validation tuning, where a paper gives none) chose them, plus
-the smaller settings the recipes use on small data (``--small``: the synthetic world).
-``benchmarks/recipes/`` reads the same dicts, so ``benchmarks/reproduce.py`` and
+the smaller settings the recipes use on small data (the synthetic world). ``diffrec-tutorial
+train`` takes the small settings for data with fewer than ``SMALL_DATA_INTERACTIONS``
+interactions and the papers' otherwise (:func:`choose_settings`; ``--small`` / ``--paper``
+choose). ``benchmarks/recipes/`` reads the same dicts, so ``benchmarks/reproduce.py`` and
 ``diffrec-tutorial train`` train a model with the same numbers; benchmarks/RESULTS.md says
 where each one comes from.
 """
@@ -58,6 +60,10 @@ FAST_SEQDIFFREC = dict(SEQDIFFREC, hidden=32, n_layers=1, T=100)
 FAST_SEQDIFFREC_TRAIN = dict(lr=5e-3, batch_size=128, epochs=8, eval_every=4, patience=None)
 
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "eval_every", "patience")
+# Fewer interactions than this (train + valid + test): the small settings, unless --paper. The
+# papers' settings are for ML-1M and Amazon Beauty (hundreds of thousands of interactions), the
+# small ones for the synthetic world (600 users x 400 items, about 21,000 interactions).
+SMALL_DATA_INTERACTIONS = 50_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,20 @@ class Recipe:
         train_keys = set(self.train) | set(self.small_train or {})
         return ({k: v for k, v in settings.items() if k not in train_keys},
                 {k: v for k, v in settings.items() if k in train_keys})
+
+
+def choose_settings(n_interactions: int, small: bool = False, paper: bool = False) -> tuple[bool, str]:
+    """(small settings?, one line saying which settings train and why): ``small`` / ``paper``
+    (--small, --paper) choose; else the small ones below SMALL_DATA_INTERACTIONS interactions."""
+    if small:
+        return True, "settings: small-data (--small)"
+    if paper:
+        return False, "settings: the paper's (--paper)"
+    if n_interactions < SMALL_DATA_INTERACTIONS:
+        return True, (f"settings: small-data, as the data has {n_interactions:,} interactions (fewer than "
+                      f"{SMALL_DATA_INTERACTIONS:,}); --paper trains with the paper's settings")
+    return False, (f"settings: the paper's, as the data has {n_interactions:,} interactions "
+                   f"({SMALL_DATA_INTERACTIONS:,} or more); --small trains with the small-data settings")
 
 
 # ---- building the models (imports inside: `diffrec-tutorial --help` stays fast)

@@ -1,5 +1,6 @@
 """``diffrec-tutorial train``: one model of the course on ``--data`` with its recipe, then the
-JSON line, the checkpoint and (``--recommend K``) the top-K lists.
+JSON line, the checkpoint, (``--refit``) the same recipe retrained on every interaction for the
+best epoch count, and (``--recommend K``) the top-K lists.
 
 The result line has the keys of ``benchmarks/reproduce.py``'s: for the models that read a user's
 row (the DiffRec family, Mult-VAE, CFGAN, EASE, popularity) the test Recall / NDCG @10, 20 at the
@@ -90,7 +91,7 @@ def trained(recipe, model, data, settings, args, dev) -> tuple[dict, object]:
             return {**{k: round(h.best_test[k], 4) for k in KEYS},
                     "valid_recall@20": round(h.best_valid["recall@20"], 4), **timing,
                     "eval_seconds": round(h.eval_seconds, 2), "seconds_per_epoch": round(h.seconds_per_epoch, 3),
-                    **_machine(dev)}, model
+                    "paused": h.paused, **_machine(dev)}, model
         start = time.perf_counter()
         test = test_both_protocols(model, data, eval_batch, parallel)
     return {**test, "scale": 100,
@@ -128,6 +129,49 @@ def test_both_protocols(model, data, batch_size: int, parallel) -> dict:
     return {**{k: round(100 * p[k], 4) for k in SEQ_KEYS}, **{"masked_" + k: round(100 * m[k], 4) for k in SEQ_KEYS}}
 
 
+# ---- the final model: every interaction, the best epoch count
+
+def refit_path(checkpoint) -> Path:
+    """Where ``--refit`` writes its model: ``diffrec.pt`` -> ``diffrec.refit.pt``."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.refit{path.suffix}")
+
+
+def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> tuple[dict, object]:
+    """The recipe's model trained afresh on ``data`` (every interaction in train) for the
+    evaluated run's best epoch count, without evaluation (EASE: its chosen lambda; popularity:
+    the counts); (what the result line says of it, the model). Seeded as the evaluated run;
+    the checkpoint goes to :func:`refit_path`."""
+    from ..models.ease import EASE
+    from ..train import fit
+    from ..utils import seed_everything
+
+    path, start = refit_path(args.checkpoint), time.perf_counter()
+    seed_everything(args.seed)
+    model_settings, train = recipe.split(settings)
+    model = recipe.build(data.n_items, model_settings, data, args.seed, dev)
+    said = {"checkpoint": str(path), "interactions": data.train.nnz}
+    main = distributed.world()[0] == 0
+    if recipe.family == "closed":
+        say(f"refit: {name} fitted on all {data.train.nnz:,} interactions"
+            + (f" with the lambda chosen on validation, {result['lambda']:g}" if name == "ease" else ""))
+        model = EASE(result["lambda"]).fit(data) if name == "ease" else model.fit(data)
+        if main:
+            state = {k: v for k, v in vars(model).items() if torch.is_tensor(v) or isinstance(v, (int, float))}
+            ckpt.save(path, {"model": state})
+        return {**said, "epochs": 0, "train_seconds": round(time.perf_counter() - start, 2)}, model
+    epochs = result["best_epoch"] or result["epochs"]
+    say(f"refit: {name} trained afresh on all {data.train.nnz:,} interactions for {epochs} epoch{'s' * (epochs != 1)} "
+        f"(the best on validation), no evaluation")
+    model.to(dev)
+    with distributed.DataParallel(model, seed=args.seed, budget=args.budget) as parallel:
+        h = fit(model, data, epochs=epochs, lr=train.get("lr", 1e-3), weight_decay=train.get("weight_decay", 0.0),
+                batch_size=train["batch_size"], optimizer=recipe.optimizer, eval_every=None, patience=None,
+                device=dev, seed=args.seed, progress=(args.log_every or not args.no_progress) if main else False,
+                checkpoint=path, resume=args.resume, time_limit=time_limit, parallel=parallel)
+    return {**said, "epochs": epochs, "train_seconds": round(h.train_seconds, 2), "paused": h.paused}, model
+
+
 # ---- outputs
 
 def raw_user_ids(data) -> np.ndarray:
@@ -137,9 +181,10 @@ def raw_user_ids(data) -> np.ndarray:
 
 def write_recommendations(model, data, k: int, out: Path, budget: int = distributed.SCORE_BUDGET,
                           batch_size: int = 1024) -> int:
-    """Top-``k`` unseen items of every user, in raw ids, to the CSV ``out`` (user, item, rank,
-    score), written to a temporary file and renamed at the end; scored in chunks of at most
-    ``budget`` floats. Returns the number of rows."""
+    """Top-``k`` unseen items of every user, in raw ids, to the CSV ``out``: the frames of
+    :func:`~tutorial_lib.recommend.recommend` (user, rank, item, score), written to a temporary
+    file and renamed at the end; scored in chunks of at most ``budget`` floats. Returns the
+    number of rows."""
     from ..recommend import recommend
 
     raw_users, rows = raw_user_ids(data), 0
@@ -155,7 +200,7 @@ def write_recommendations(model, data, k: int, out: Path, budget: int = distribu
                     df["user"] = raw_users[chunk][df["user"].to_numpy(dtype=np.int64)]
                 else:
                     df = recommend(model, data, raw_users[chunk].tolist(), k=k, batch_size=len(chunk))
-                df[["user", "item", "rank", "score"]].to_csv(f, header=start == 0, index=False, float_format="%.6g")
+                df.to_csv(f, header=start == 0, index=False, float_format="%.6g")
                 rows += len(df)
         os.replace(tmp, out)
     except BaseException:
