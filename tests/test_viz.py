@@ -67,6 +67,18 @@ def test_metric_bars_put_the_legend_outside_and_labels_apart():
         viz.plot_metric_bars(results, metrics=("recall@20",))
 
 
+def test_metric_bars_draw_the_given_error_bars_on_their_bars():
+    results = {"a": {"recall@20": 0.4, "ndcg@20": 0.3}, "b": {"recall@20": 0.2, "ndcg@20": 0.1}}
+    fig = viz.plot_metric_bars(results, errors={"a": {"recall@20": 0.05, "ndcg@20": float("nan")}})
+    ax = fig.axes[0]
+    segments = [seg for coll in ax.collections for seg in coll.get_segments()]
+    assert len(segments) == 1                                         # NaN and missing entries draw none
+    (x0, y0), (x1, y1) = segments[0]
+    bar = ax.containers[0][0]                                         # model "a", recall@20
+    assert x0 == x1 == pytest.approx(bar.get_x() + bar.get_width() / 2)
+    assert (y0, y1) == pytest.approx((0.35, 0.45))
+
+
 def test_schedule_plot_typesets_its_symbols_and_names_every_T():
     # DiffRec's alpha_bar_t runs from 0.999975 to 0.99995: ticks like 0.99998, never an offset
     fig = schedules.plot_schedules({"linear (T=1000)": torch.linspace(1e-4, 0.02, 1000),

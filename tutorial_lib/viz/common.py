@@ -30,11 +30,13 @@ def set_style(dpi: int = 110) -> None:
                          "legend.fontsize": LEGEND_FONTSIZE, "legend.title_fontsize": LEGEND_FONTSIZE})
 
 
-def plot_metric_bars(results: dict, metrics=("recall@20", "ndcg@20"), ax=None):
+def plot_metric_bars(results: dict, metrics=("recall@20", "ndcg@20"), ax=None, errors: dict | None = None):
     """Grouped bars of {model name: {metric: value}}: one group per metric, one bar per model.
 
     The legend sits to the right of the axes (never over a bar); metric names with an
     underscore (``masked_hr@10``) break onto two lines so neighbouring labels never overlap.
+    errors: optional {model name: {metric: half-width}} (e.g. the standard deviation over seeds),
+    drawn as black error bars on those bars; a missing or NaN entry draws none.
     """
     import pandas as pd
 
@@ -48,6 +50,12 @@ def plot_metric_bars(results: dict, metrics=("recall@20", "ndcg@20"), ax=None):
     if ax is None:
         _, ax = subplots(figsize=(max(4.5, 1.3 * len(metrics) + 2.5), 3.2))
     sns.barplot(df, x="metric", y="value", hue="model", ax=ax)
+    for model, bars in zip(results, ax.containers):             # one container per model, bars by metric
+        for m, bar in zip(metrics, bars):
+            err = (errors or {}).get(model, {}).get(m)
+            if err is not None and np.isfinite(err):
+                ax.errorbar(bar.get_x() + bar.get_width() / 2, bar.get_height(), yerr=err, fmt="none",
+                            ecolor="black", elinewidth=1, capsize=3)
     ax.set(xlabel="", ylabel="metric value (higher is better)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, title="model")
     ax.figure.tight_layout()
