@@ -6,7 +6,7 @@
 What ``diffrec-tutorial train`` does after training, measured in a fresh process per row: the
 validation and test metrics (``distributed.DataParallel.evaluate``) and the top-10 file of every
 user (``cli.run.write_recommendations``), for DiffRec (the recipe's small net) and Mult-VAE,
-whose ``score`` reads a dense copy of every user's row unless given a view of a few users.
+whose ``score`` makes only a chunk of users' rows dense at a time (``score_chunk``).
 Both score at most ``SCORE_BUDGET`` floats (users x items) at a time, so the peak should stay
 flat in the number of users while a dense users x items float32 matrix (``dense_mb``) grows.
 ``peak_mb``: the peak resident memory during that step (Linux VmHWM, reset before it) minus the
