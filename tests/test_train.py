@@ -313,6 +313,25 @@ def test_history_is_json_able_and_plots(blocks):
         history.plot(ax=matplotlib.pyplot.subplots()[1])
 
 
+def test_history_plot_starts_at_zero_and_keeps_the_legend_off_the_curves():
+    import matplotlib
+    matplotlib.use("Agg")
+    valid = [(e, {"recall@20": 0.30 + 0.004 * e, "ndcg@20": 0.25 + 0.003 * e}) for e in (5, 10, 15, 20)]
+    test = [(e, {"recall@20": 0.29 + 0.004 * e, "ndcg@20": 0.24 + 0.003 * e}) for e in (5, 10, 15, 20)]
+    history = History(epochs=20, train_loss=[1 / e for e in range(1, 21)], valid=valid, test=test, best_epoch=20)
+    fig = history.plot(["recall@20", "ndcg@20"])
+    loss_ax, eval_ax = fig.axes
+    bottom, top = eval_ax.get_ylim()
+    assert bottom == 0 and top >= 0.30 + 0.004 * 20           # from 0, every point inside
+    fig.canvas.draw()
+    legend = eval_ax.get_legend().get_window_extent()
+    assert len(eval_ax.get_legend().get_texts()) == 4 + 1      # 2 metrics x 2 splits, best epoch
+    for ax in (loss_ax, eval_ax):                              # over neither panel's data area
+        assert not legend.overlaps(ax.get_window_extent())
+    figure = fig.get_window_extent()
+    assert figure.x0 <= legend.x0 and legend.x1 <= figure.x1 + 1  # and not cut off by the figure's edge
+
+
 def test_test_split_evaluated_only_when_validation_improves(blocks):
     history = fit(new_model(), blocks, epochs=6, **FAST | {"eval_every": 1, "test": "best"})
     improved, best = [], -1.0

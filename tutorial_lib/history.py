@@ -56,9 +56,13 @@ class History:
         """Training loss and validation curves (best epoch marked); returns the figure.
 
         metrics: a name or a list of names (default: the selection metric); ax: two Axes
-        (loss, evaluation), e.g. from ``plt.subplots(1, 2)``.
+        (loss, evaluation), e.g. from ``plt.subplots(1, 2)``. The evaluation axis starts at 0,
+        so that gaps between curves read as ratios, and its legend sits to the right of the
+        axes, never over a curve.
         """
         import matplotlib.pyplot as plt
+
+        from .viz.common import LEGEND_FONTSIZE
 
         metrics = [self.metric] if metrics is None else [metrics] if isinstance(metrics, str) else list(metrics)
         known = set(self.valid[0][1]) if self.valid else set()
@@ -72,13 +76,16 @@ class History:
         fig = ax[0].figure
         ax[0].plot(range(1, len(self.train_loss) + 1), self.train_loss)
         ax[0].set(xlabel="epoch", ylabel="training loss", title="loss")
+        top = 0.0
         for split, rows in (("valid", self.valid), ("test", self.test)):
             for m in metrics:
                 if rows:
-                    ax[1].plot([e for e, _ in rows], [r[m] for _, r in rows], marker="o",
+                    values = [r[m] for _, r in rows]
+                    top = max(top, *values)
+                    ax[1].plot([e for e, _ in rows], values, marker="o",
                                ls="-" if split == "valid" else "--", label=f"{split} {m}")
         ax[1].axvline(self.best_epoch, color="grey", ls=":", label=f"best epoch {self.best_epoch}")
-        ax[1].set(xlabel="epoch", title="evaluation")
-        ax[1].legend()
+        ax[1].set(xlabel="epoch", title="evaluation", ylim=(0, 1.1 * top if top > 0 else 1.0))
+        ax[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=LEGEND_FONTSIZE, frameon=False)
         fig.tight_layout()
         return fig
