@@ -281,12 +281,19 @@ def test_records_05(notebook_durations):
     # one configuration per model across 03-05, on the course's world: the same scores as 03 and 04
     assert rec["diffrec_test"]["recall@20"] == pytest.approx(0.3978, abs=1e-3)
     assert rec["ldiffrec_test"]["recall@20"] == pytest.approx(0.4147, abs=2e-3)
-    table = rec["comparison"]                          # mean of 3 seeds
+    table = rec["comparison"]                          # mean of 3 seeds; EASE: one closed-form fit
     assert {name: row["recall@20"] for name, row in table.items()} == pytest.approx(
-        {"DiffRec": 0.4008, "T-DiffRec": 0.4276, "L-DiffRec": 0.4218, "LT-DiffRec": 0.4619}, abs=3e-3)
+        {"EASE": 0.3823, "EASE on time-weighted rows": 0.4091, "DiffRec": 0.4008, "T-DiffRec": 0.4276,
+         "L-DiffRec": 0.4218, "LT-DiffRec": 0.4619}, abs=3e-3)
     for metric in ("recall@20", "ndcg@20"):             # the drift is there to be used
         assert table["T-DiffRec"][metric] > table["DiffRec"][metric] + table["DiffRec"][f"{metric} sd"]
         assert table["LT-DiffRec"][metric] > table["L-DiffRec"][metric] + table["L-DiffRec"][f"{metric} sd"]
+        # time weights without diffusion: they lift EASE too, and T-DiffRec stays ahead on the same rows
+        assert table["EASE on time-weighted rows"][metric] > table["EASE"][metric] + 0.02
+        assert table["T-DiffRec"][metric] > table["EASE on time-weighted rows"][metric] + table["T-DiffRec"][f"{metric} sd"]
+    assert rec["ease_lambda"] == {"EASE": 100, "EASE on time-weighted rows": 30}   # chosen on validation
+    valid = rec["valid_recall@20"]                     # per seed: three for the trained models, one for EASE
+    assert [len(valid[m]) for m in ("DiffRec", "T-DiffRec", "EASE", "L-DiffRec")] == [3, 3, 1, 3]
     assert rec["weights_user_first_last"] == pytest.approx([0.1, 1.0])
     assert rec["late_share_test"] > 0.7
 
