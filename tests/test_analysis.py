@@ -121,6 +121,24 @@ def test_inference_sweep_evaluates_each_setting_once(loo):
     assert len(sweep) == 1 and sweep["hr@10"].tolist() == again["hr@10"].tolist()
 
 
+def test_inference_sweep_on_validation_and_on_a_full_grid(loo):
+    from tutorial_lib.metrics import evaluate
+    model = SeqDiffRec(loo.n_items, hidden=16, max_len=10, n_layers=1, n_heads=2, T=8).eval()
+    valid = analysis.inference_sweep(model, loo, start_steps=[4, 8], step_counts=[1, 2, 8], split="valid", grid="full")
+    # the cross (4, 1), (8, 1), (8, 2), (8, 8) and the rest of the grid with K <= s: (4, 2)
+    assert list(zip(valid.start_step, valid.steps)) == [(4, 1), (8, 1), (8, 2), (8, 8), (4, 2)]
+    assert valid.attrs["split"] == "valid"
+    want = evaluate(lambda u: model.score(loo, u, "valid", start_step=4, inference_steps=2), loo, "valid",
+                    ks=(10,), mask_history=False)["hr@10"]
+    assert valid.query("start_step == 4 and steps == 2")["hr@10"].item() == want   # the validation split's own
+    test = analysis.inference_sweep(model, loo, start_steps=[4, 8], step_counts=[1, 2, 8])
+    assert len(test) == 4 and test.attrs["split"] == "test"                        # the cross by default
+    with pytest.raises(ValueError, match="split must be 'valid' or 'test'"):
+        analysis.inference_sweep(model, loo, start_steps=[4], split="train")
+    with pytest.raises(ValueError, match="grid must be 'cross' or 'full'"):
+        analysis.inference_sweep(model, loo, start_steps=[4], grid="all")
+
+
 def test_binomial_band():
     low, high = analysis.binomial_band(0.5, 100)
     assert (low, high) == pytest.approx((0.5 - 0.098, 0.5 + 0.098))

@@ -318,6 +318,15 @@ def test_records_07(notebook_durations):
     rec = run_notebook(_notebook("07_seqdiffrec"), notebook_durations)
     assert rec["kl_mse_max_rel_diff"] < 1e-8          # KL of equal-variance Gaussians == MSE
     comparison = rec["comparison"]
+    # (s, K) chosen on validation over the full grid, test scored once at that pair
+    grid = rec["inference_sweep_valid"]
+    pairs = set(zip(grid["start_step"], grid["steps"]))
+    assert pairs == {(s, k) for s in (1, 10, 25, 50, 75, 100) for k in (1, 2, 5, 10, 25) if k <= s}
+    chosen = rec["inference_chosen_on_valid"]
+    assert chosen["valid_hr@10"] == pytest.approx(max(grid["hr@10"]), abs=1e-4)
+    assert (chosen["start_step"], chosen["steps"]) == (100, 5)          # the prose: s = T, K = 5
+    assert rec["seqdiffrec_test_hr@10"] == pytest.approx(0.175, abs=0.005)
+    assert rec["seqdiffrec_test_hr@10"] == pytest.approx(comparison["SeqDiffRec"]["hr@10"], abs=1e-12)
     assert rec["seqdiffrec_test_hr@10"] > 2 * comparison["popularity"]["hr@10"]
     # DiffuRec and SASRec are trained with notebook 06's recipe: the same FAST scores in both
     in_06 = run_notebook(_notebook("06_diffurec"), notebook_durations)["test_metrics"]

@@ -22,3 +22,7 @@ def test_inference_sweep_starts_at_zero_and_says_higher_is_better():
         assert ax.get_ylabel() == "HR@10 (higher is better)"
     assert twin.get_ylim()[0] == 0 and not any(line.get_visible() for line in twin.get_ygridlines())
     plt.close(fig)
+    sweep.attrs["split"] = "valid"                    # as analysis.inference_sweep(split="valid") sets it
+    fig = seqdiffrec.plot_inference_sweep(sweep)
+    assert fig.axes[0].get_ylabel() == "validation HR@10 (higher is better)"
+    plt.close(fig)

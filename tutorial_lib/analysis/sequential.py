@@ -156,21 +156,33 @@ def order_blindness(model, data, users, split: str = "test", seed: int = 0) -> d
 
 @in_eval_mode
 def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "test", k: int = 10,
-                    mask_history: bool = False, progress: bool = False) -> pd.DataFrame:
-    """Evaluate SeqDiffRec at (s, 1) for each s in start_steps and at (T, K) for each K.
+                    mask_history: bool = False, progress: bool = False, grid: str = "cross") -> pd.DataFrame:
+    """Evaluate SeqDiffRec's inference settings (start step s, reverse steps K) on ``split``.
 
-    Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each).
-    ``progress``: a tqdm bar over the settings (each is a full evaluation of ``split``).
+    ``grid="cross"``: (s, 1) for each s in start_steps and (T, K) for each K in step_counts;
+    ``grid="full"``: that cross and every (s, K) with s in start_steps, K in step_counts and
+    K <= s. Choose a setting on ``split="valid"``, then score test once at it.
+    Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each;
+    ``.attrs["split"]`` names the split). ``progress``: a tqdm bar over the settings (each is a
+    full evaluation of ``split``).
     """
-    grid = [(int(s), 1) for s in start_steps] + [(model.T, int(n)) for n in step_counts]
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    if grid not in ("cross", "full"):
+        raise ValueError(f"grid must be 'cross' or 'full', got {grid!r}")
+    settings = [(int(s), 1) for s in start_steps] + [(model.T, int(n)) for n in step_counts]
+    if grid == "full":
+        settings += [(int(s), int(n)) for s in start_steps for n in step_counts if int(n) <= int(s)]
     rows = []
-    for s, n in tqdm(dict.fromkeys(grid), desc="inference settings", disable=not progress, leave=False):
+    for s, n in tqdm(dict.fromkeys(settings), desc="inference settings", disable=not progress, leave=False):
         start = time.perf_counter()
         r = evaluate(lambda u: model.score(data, u, split, start_step=s, inference_steps=n), data, split,
                      ks=(k,), mask_history=mask_history)
         rows.append({"start_step": s, "steps": n, f"hr@{k}": r[f"hr@{k}"], f"ndcg@{k}": r[f"ndcg@{k}"],
                      "seconds": time.perf_counter() - start})
-    return pd.DataFrame(rows)
+    sweep = pd.DataFrame(rows)
+    sweep.attrs["split"] = split
+    return sweep
 
 
 @in_eval_mode

@@ -81,14 +81,23 @@ def plot_kl_vs_mse(steps, kl, weighted_mse, weight, axes=None):
 
 
 # =========================================================================== inference
+def _metric_label(sweep: pd.DataFrame, metric: str) -> str:
+    """'validation HR@10 (higher is better)': the sweep's split, when it names one, and the metric."""
+    split = {"valid": "validation ", "test": "test "}.get(sweep.attrs.get("split"), "")
+    return f"{split}{metric.upper()} (higher is better)"
+
+
 def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, axes=None):
-    """Left: metric vs start step s (one reverse step). Right: metric vs steps K from s = T."""
+    """Left: metric vs start step s (one reverse step). Right: metric vs steps K from s = T.
+
+    The axis labels name the split when the sweep does (``sweep.attrs["split"]``, as
+    ``analysis.inference_sweep`` sets it)."""
     if axes is None:
         _, axes = subplots(1, 2, figsize=(10, 3.2))
     T = sweep["start_step"].max()
     one = sweep[sweep["steps"] == 1].sort_values("start_step")
     many = sweep[sweep["start_step"] == T].sort_values("steps")
-    label = f"{metric.upper()} (higher is better)"
+    label = _metric_label(sweep, metric)
     top = 1.15 * sweep[metric].max()
     axes[0].plot(one["start_step"], one[metric], "o-")
     axes[0].set(xlabel=r"start step $s$ ($h_s \sim \mathcal{N}(0, I)$, one step to $\hat h_0$)", ylabel=label,
@@ -139,7 +148,7 @@ def draw_inference(model, data, user: int, start_step: int | None = None, infere
         one = sweep[sweep["steps"] == 1].sort_values("start_step")
         axes[0, 1].plot(one["start_step"], one[f"hr@{k}"], "o-")
         axes[0, 1].axvline(s, color="C3", ls=":")
-        axes[0, 1].set(xlabel="start step $s$", ylabel=f"HR@{k} (higher is better)", ylim=(0, None),
+        axes[0, 1].set(xlabel="start step $s$", ylabel=_metric_label(sweep, f"hr@{k}"), ylim=(0, None),
                        title="all users, one reverse step")
     fig.tight_layout()
     return fig
