@@ -340,6 +340,121 @@ def test_bad_option_says_one_line(tmp_path, capsys):
     assert code == 2 and "add --out" in err
 
 
+def test_set_names_the_default_of_the_settings_in_use(tmp_path, capsys):
+    """--set dims=abc on small data names the small-data default (64), with --paper the paper's."""
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    base = ["train", "diffrec", "--data", tmp_path / "log.csv", "--set", "dims=abc", "--checkpoint", tmp_path / "m.pt"]
+    for extra, default in (([], "64"), (["--small"], "64"), (["--paper"], "200,600")):
+        code, out, err = run_main(capsys, *base, *extra)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert err.strip().endswith(f"dims takes a list of numbers such as 200,600 (default {default})"), err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_recipes_small_is_labelled_as_the_small_data_settings(capsys):
+    code, out, _ = run_main(capsys, "recipes", "diffrec", "--small")
+    line = json.loads(out)
+    assert code == 0 and line["settings"]["dims"] == [64] and line["settings"]["T"] == 10
+    assert line["source"].startswith("small-data settings") and "not the paper's (Wang et al. 2023" in line["source"]
+    _, out, _ = run_main(capsys, "recipes", "diffrec")
+    assert json.loads(out)["source"] == RECIPES["diffrec"].source and json.loads(out)["settings"]["dims"] == [200, 600]
+    _, out, _ = run_main(capsys, "recipes", "tdiffrec", "--small")           # no small-data settings of its own
+    assert json.loads(out)["source"] == RECIPES["tdiffrec"].source
+
+
+def test_help_names_the_refit_file_after_the_checkpoint(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "MODEL.refit.pt" not in text and "--checkpoint d2.pt: d2.refit.pt" in text
+    from tutorial_lib.cli.run import refit_path
+    assert refit_path("d2.pt") == Path("d2.refit.pt")
+
+
+def test_repeated_rows_are_counted_on_the_data_line(tmp_path, capsys):
+    log = clicks()
+    repeats = log.iloc[[0, 5, 9]].assign(timestamp=lambda d: d["timestamp"] + 1)
+    pd.concat([log, repeats]).to_csv(tmp_path / "log.csv", index=False)
+    code, out, err = run_main(capsys, "train", "popularity", "--data", tmp_path / "log.csv", "--no-progress",
+                              "--checkpoint", tmp_path / "m.pt")
+    assert code == 0, err
+    said = [ln for ln in err.splitlines() if ln.startswith("data:")]
+    assert said and said[0].endswith("; 3 duplicate (user, item) rows merged (the earliest timestamp of each pair kept)")
+    assert f"the data has {len(log)} interactions" in err
+    (tmp_path / "ids.csv").write_text("user_id,item_id\n007,1\n7,1\n007,2\n7,3\n007,4\n7,4\n007,5\n7,6\n")
+    data, _ = inputs.load(tmp_path / "ids.csv", opts(split="random"), "rows")
+    assert set(data.user_map) == {"007", "7"}                 # two users, as load_csv reads them
+
+
+# ---- --resume: the checkpoint of this run, on this data
+
+def _resume(capsys, tmp_path, data, *extra):
+    return run_main(capsys, "train", "diffrec", "--data", data, "--small", "--set", "epochs=2", "eval_every=1",
+                    *extra, "--no-progress", "--checkpoint", tmp_path / "d.pt", "--resume")
+
+
+def test_resume_without_a_checkpoint_says_it_trains_from_the_start(tmp_path, capsys):
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    code, out, err = _resume(capsys, tmp_path, tmp_path / "log.csv")
+    assert code == 0, err
+    assert f"no checkpoint at {tmp_path / 'd.pt'}: training from the start" in err.splitlines()
+    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 2
+    import torch
+    recipe = torch.load(tmp_path / "d.pt", weights_only=True)["recipe"]
+    assert (recipe["n_users"], recipe["n_items"]) == (40, 30) and len(recipe["data_fingerprint"]) == 32
+    code, _, err = _resume(capsys, tmp_path, tmp_path / "log.csv")              # the same data: it resumes
+    assert code == 0 and "no checkpoint" not in err and "does not record" not in err, err
+
+
+def test_resume_on_other_data_or_settings_is_refused_in_one_line(tmp_path, capsys):
+    log = clicks()
+    log.to_csv(tmp_path / "log.csv", index=False)
+    code, _, err = run_main(capsys, "train", "diffrec", "--data", tmp_path / "log.csv", *QUICK,
+                            "--checkpoint", tmp_path / "d.pt")
+    assert code == 0, err
+    saved = (tmp_path / "d.pt").read_bytes()
+    more = pd.concat([log, pd.DataFrame({"user_id": [100, 101], "item_id": [1000, 1001], "timestamp": [0, 0],
+                                         "rating": [5, 5]})])
+    more.to_csv(tmp_path / "more.csv", index=False)
+    items = sorted(log["item_id"].unique())
+    log.assign(item_id=log["item_id"].map(dict(zip(items, items[::-1])))).to_csv(tmp_path / "permuted.csv", index=False)
+    cases = {
+        "more": ([tmp_path / "more.csv"], f"{tmp_path / 'd.pt'} was trained on 30 items and 40 users; this data has "
+                 "32 items and 40 users: train afresh without --resume, or pass another --checkpoint"),
+        "permuted": ([tmp_path / "permuted.csv"], "was trained on other data of the same size (40 users, 30 items)"),
+        "another split": ([tmp_path / "log.csv", "--split", "random"], "was trained on other data of the same size"),
+        "another setting": ([tmp_path / "log.csv", "--set", "dims=32"], "was trained with dims=64; this run has dims=32"),
+    }
+    for case, (args, message) in cases.items():
+        code, out, err = _resume(capsys, tmp_path, *args)
+        assert code == 2 and out == "", case
+        assert len(err.strip().splitlines()) == 1 and err.startswith("diffrec-tutorial: error: "), (case, err)
+        assert message in err, (case, err)
+        assert (tmp_path / "d.pt").read_bytes() == saved, case                  # the file untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pt", "log.csv", "more.csv", "permuted.csv"]
+
+
+def test_resume_of_a_file_that_does_not_record_its_data_checks_the_shapes(tmp_path, capsys):
+    """A checkpoint fit wrote before the command could record its data (a killed run): resumed
+    when its weights fit, with a line saying the data is not checked; refused when they do not."""
+    import torch
+
+    from tutorial_lib import checkpoint as ckpt
+
+    clicks().to_csv(tmp_path / "log.csv", index=False)
+    code, _, err = run_main(capsys, "train", "diffrec", "--data", tmp_path / "log.csv", *QUICK,
+                            "--checkpoint", tmp_path / "d.pt")
+    assert code == 0, err
+    state = torch.load(tmp_path / "d.pt", weights_only=True)
+    del state["recipe"]
+    ckpt.save(tmp_path / "d.pt", state)
+    clicks(n_items=40).to_csv(tmp_path / "wider.csv", index=False)
+    code, _, err = _resume(capsys, tmp_path, tmp_path / "wider.csv")
+    assert code == 2 and "holds weights of other shapes" in err and "train afresh without --resume" in err
+    code, _, err = _resume(capsys, tmp_path, tmp_path / "log.csv")
+    assert code == 0 and "does not record the data it was trained on" in err, err
+
+
 # ---- the README's commands
 
 def readme_commands() -> list[str]:
@@ -352,14 +467,19 @@ def readme_commands() -> list[str]:
 
 def test_readme_commands_run_as_written(tmp_path, capsys, monkeypatch):
     """Each command of "Command line" on a small CSV, 2 epochs: the first two in this process
-    (main() with the command's arguments), the N-GPU one under torchrun with 2 CPU processes (gloo)."""
+    (main() with the command's arguments), the CPU one under torchrun as written (2 processes,
+    gloo); the N-GPU one is the same command but for its process count, device and file."""
     commands = readme_commands()
-    assert len(commands) == 3 and "torchrun" in commands[2] and "--recommend" in commands[1]
+    assert len(commands) == 4 and "torchrun" in commands[2] and "--recommend" in commands[1]
+    gpus, cpus = commands[2], commands[3]
+    assert "--nproc_per_node=4" in gpus and "--device cuda" in gpus
+    assert "--nproc_per_node=2" in cpus and "--device cpu" in cpus
+    twin = gpus.replace("--nproc_per_node=4", "--nproc_per_node=2").replace("--device cuda", "--device cpu")
+    assert twin.replace("diffrec_4gpus.pt", "diffrec_2cpus.pt") == cpus
     clicks().to_csv(tmp_path / "my_clicks.csv", index=False)
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    for i, command in enumerate(commands):
-        command = re.sub(r"--nproc_per_node=\S+", "--nproc_per_node=2", command).replace("--device cuda", "--device cpu")
+    for i, command in enumerate([commands[0], commands[1], cpus]):
         args = command.replace(".venv/bin/", f"{BIN}/").split() + ["--set", "epochs=2", "eval_every=1", "--no-progress"]
         if args[0].endswith("diffrec-tutorial"):
             code, out, err = run_main(capsys, *args[1:])
@@ -372,5 +492,6 @@ def test_readme_commands_run_as_written(tmp_path, capsys, monkeypatch):
         assert (tmp_path / line["checkpoint"]).exists()
         if i == 1:                                        # resumed the first run: nothing trained again
             assert line["epochs"] == 2 and line["recommendation_rows"] == 40 * 10
+            assert "no checkpoint" not in err and "does not record" not in err
     assert pd.read_csv(tmp_path / "recs.csv")["user"].nunique() == 40
     assert shutil.which("diffrec-tutorial", path=str(BIN))             # the console script is installed

@@ -251,3 +251,36 @@ def test_column_names_that_cannot_be_resolved_are_clear_errors(log, capsys):
     capsys.readouterr()
     d = D.from_dataframe(rated, threshold=4)
     assert d.train.nnz + d.valid.nnz + d.test.nnz == 9 and "rating 'Rating'" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- repeated rows, the data's fingerprint
+
+def test_merged_duplicates_are_counted_in_the_printed_line_and_the_earliest_is_kept(log, capsys):
+    again = pd.DataFrame([("a", "i3", 9), ("a", "i3", 0), ("b", "i1", 40)], columns=log.columns)
+    d = D.from_dataframe(pd.concat([log, again]), split="loo")          # a, i3 at times 3, 9 and 0
+    said = capsys.readouterr().out
+    assert said.startswith("columns: user 'userID', item 'itemID', time 'timestamp'; split 'loo'")
+    assert "; 3 duplicate (user, item) rows merged (the earliest timestamp of each pair kept); pass" in said
+    assert d.train.nnz + d.valid.nnz + d.test.nnz == len(log)
+    a, i3 = d.user_map["a"], d.item_map["i3"]
+    assert d.timestamps[a].tolist()[0] == 0 and d.sequences[a].tolist()[0] == i3     # kept at time 0
+    # everything given: the line says only the merge; no time column: the first row is kept
+    D.from_dataframe(pd.concat([log, again]), "userID", "itemID", time_col="timestamp", split="loo")
+    assert capsys.readouterr().out == "3 duplicate (user, item) rows merged (the earliest timestamp of each pair kept)\n"
+    D.from_dataframe(pd.concat([log, again]).drop(columns="timestamp"), "userID", "itemID", split="random")
+    assert capsys.readouterr().out == "3 duplicate (user, item) rows merged (the first row of each pair kept)\n"
+    D.from_dataframe(pd.concat([log, again]), report=None)
+    assert capsys.readouterr().out == ""
+
+
+def test_fingerprint_tells_equal_data_from_other_data_of_the_same_size(log):
+    base = D.fingerprint(D.from_dataframe(log, report=None))
+    assert D.fingerprint(D.from_dataframe(log.sample(frac=1, random_state=1), report=None)) == base
+    swapped = log.assign(itemID=log.itemID.replace({"i1": "i2", "i2": "i1"}))      # same shape, other items
+    other = D.from_dataframe(swapped, report=None)
+    assert other.train.shape == D.from_dataframe(log, report=None).train.shape
+    assert D.fingerprint(other) != base
+    assert D.fingerprint(D.from_dataframe(log, split="random", seed=1, report=None)) != \
+        D.fingerprint(D.from_dataframe(log, split="random", seed=2, report=None))     # another split
+    renamed = log.assign(userID=log.userID.replace({"a": "z"}))        # other raw ids
+    assert D.fingerprint(D.from_dataframe(renamed, report=None)) != base

@@ -401,6 +401,41 @@ def test_load_csv_and_load_recbole_inter_read_one_log_alike(tmp_path, log):
     assert [s.tolist() for s in a.sequences] == [s.tolist() for s in b.sequences]
 
 
+@pytest.mark.parametrize("text, message", [
+    ("", r"log\.csv is empty"),
+    ("user_id,item_id,timestamp\n", r"log\.csv has a header \(user_id, item_id, timestamp\) but no rows"),
+    ("user_id,item_id,timestamp\na,i1,1\na,i2,2\nb,i1\n", r"log\.csv: line 4 has no time value \(column 'timestamp'\)"),
+    ("user_id,item_id,timestamp\na,i1,1\nb,\n", r"log\.csv: line 3 has no item value"),
+    ("user_id,item_id,timestamp\n1,2.5,1\n", r"column 'item_id' holds ids that are not integers \('2\.5' on line 2\)"),
+    ("user_id,item_id,timestamp\na,i1,yesterday\n", r"column 'timestamp' holds 'yesterday' on line 2, not a number"),
+])
+def test_load_csv_says_what_is_wrong_with_the_file_as_the_command_line(tmp_path, text, message):
+    """load_csv reads and checks a file as diffrec-tutorial does: one ValueError line naming the
+    file and the line, the same message the command prints."""
+    from types import SimpleNamespace
+
+    from tutorial_lib.cli import inputs
+
+    (tmp_path / "log.csv").write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        D.load_csv(tmp_path / "log.csv")
+    assert len(str(err.value).splitlines()) == 1
+    opts = SimpleNamespace(format=None, sep=None, min_rating=None, user_col=None, item_col=None, time_col=None,
+                           rating_col=None, split=None, seed=1)
+    with pytest.raises(inputs.BadInput) as cli:
+        inputs.load(tmp_path / "log.csv", opts, "rows")
+    assert str(cli.value) == str(err.value)
+
+
+def test_load_csv_says_how_many_repeated_rows_it_merged(tmp_path, capsys, log):
+    repeats = pd.DataFrame([("a", "i3", 0), ("b", "i1", 99)], columns=log.columns)
+    pd.concat([log, repeats]).to_csv(tmp_path / "log.csv", index=False)
+    d = D.load_csv(tmp_path / "log.csv", valid_frac=0, test_frac=0)
+    assert "2 duplicate (user, item) rows merged (the earliest timestamp of each pair kept)" in capsys.readouterr().out
+    a = d.user_map["a"]
+    assert d.train.nnz == len(log) and d.timestamps[a].tolist() == [0, 1, 2, 4, 5]   # i3 at 0, not 3
+
+
 def test_fetch_puts_downloads_in_the_data_folder(tmp_path, fake_source, monkeypatch):
     monkeypatch.setenv("TUTORIAL_DATA_DIR", str(tmp_path))
     assert D.fetch("toy") == tmp_path / "toy"

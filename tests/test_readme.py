@@ -52,3 +52,64 @@ def test_own_data_script_prints_raw_item_ids(tmp_path):
     # alice (even) clicked items i0..i39 only, bob (odd) i40..i79: each gets their own half
     assert sum(int(i[1:]) < 40 for i in items["alice"]) >= 8
     assert sum(int(i[1:]) >= 40 for i in items["bob"]) >= 8
+
+
+# ---- what the READMEs name exists
+
+READMES = ("README.md", "data/README.md")
+
+
+def test_every_import_in_the_readmes_works():
+    """Each ``from tutorial_lib... import a, b`` of README.md and data/README.md (code blocks,
+    ``python -c`` lines and prose alike) names something that is there."""
+    import importlib
+
+    found = []
+    for name in READMES:
+        for module, names in re.findall(r"from (tutorial_lib[\w.]*) import ([\w, ]+)", (REPO / name).read_text()):
+            found.append(module)
+            imported = importlib.import_module(module)
+            for attr in (n.strip() for n in names.split(",") if n.strip()):
+                assert hasattr(imported, attr), f"{name}: from {module} import {attr}"
+    assert "tutorial_lib.datasets" in found
+
+
+def test_every_dotted_name_in_the_readmes_exists():
+    """Each `tutorial_lib.module.name` in backticks (e.g. the Licence's `...datasets.fetch`) resolves."""
+    import importlib
+
+    for name in READMES:
+        for dotted in re.findall(r"`(tutorial_lib(?:\.\w+)+)", (REPO / name).read_text()):
+            parts, obj = dotted.split("."), None
+            for k in range(len(parts), 0, -1):                  # the longest importable module, then attributes
+                try:
+                    obj = importlib.import_module(".".join(parts[:k]))
+                except ImportError:
+                    continue
+                for attr in parts[k:]:
+                    assert hasattr(obj, attr), f"{name}: {dotted}"
+                    obj = getattr(obj, attr)
+                break
+            assert obj is not None, f"{name}: {dotted}"
+
+
+def test_set_up_names_make_install_and_its_targets_exist():
+    text = (REPO / "README.md").read_text()
+    setup = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("install", "tutorial", "test"):
+        assert re.search(rf"^make {target}\s+#", setup, re.M), target
+        assert re.search(rf"^{target}:", makefile, re.M), target
+        assert re.search(rf"`make {target}` (about )?\d+", setup), f"how long make {target} takes"
+
+
+def test_data_readme_names_the_data_folder_the_code_uses(monkeypatch):
+    """data/README.md: the argument, else $TUTORIAL_DATA_DIR, else data/ (download.data_root)."""
+    from tutorial_lib.download import DATA_DIR_VARIABLE, data_root
+
+    monkeypatch.delenv(DATA_DIR_VARIABLE, raising=False)
+    assert data_root() == Path("data") and data_root("elsewhere") == Path("elsewhere")
+    text = (REPO / "data" / "README.md").read_text()
+    section = text.split("## The papers' released splits", 1)[1].split("\n## ", 1)[0]
+    assert f"`${DATA_DIR_VARIABLE}`" in section and "`data/`" in section and "`root` argument" in section
+    assert "by default in `../shared/datasets/`" not in text

@@ -27,7 +27,8 @@ from .download import DATA_DIR_VARIABLE, REGISTRY, ChecksumError, DataSource, da
 
 __all__ = ["data_root", "load_course_data", "load_release", "COURSE_DATASETS", "RELEASES",
            "load_diffrec_npy", "load_diffurec_pkl", "load_csv", "load_recbole_inter",
-           "load_movielens_1m", "fetch", "DataSource", "REGISTRY", "ChecksumError"]
+           "load_movielens_1m", "read_table", "typed_columns", "fetch", "DataSource", "REGISTRY",
+           "ChecksumError"]
 
 COURSE_DATASETS = ("synthetic", "ml-1m_clean", "amazon_beauty")
 ALIASES = {"ml-1m": "ml-1m_clean", "beauty": "amazon_beauty"}
@@ -184,10 +185,77 @@ def load_diffurec_pkl(path, name: str | None = None) -> InteractionData:
 
 # ---- Logs of interactions in files (through data.from_dataframe)
 
-def _integer_ids(col):
-    """Raw ids read as text, as integers when every one is written as a plain integer
-    ("42", not "042" or "4.2"), so that "007" and "7" stay two ids."""
-    return col.astype(np.int64) if col.str.fullmatch(r"-?(0|[1-9][0-9]*)").all() else col
+INTEGER = r"-?(0|[1-9][0-9]*)"                                  # an id written as a plain integer
+FRACTION = r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][-+]?[0-9]+)?"    # 3.5, 2.0, .5, 1e5
+
+
+def read_table(path, sep: str = ",", ratings_dat: bool = False):
+    """Every column of a delimited text file with a header row, as text (a DataFrame of str).
+
+    ``ratings_dat``: MovieLens' ``user::item::rating::time`` lines, no header. An empty file,
+    a header with no rows or a malformed file is a ValueError in one line naming the file
+    (what :func:`load_csv` and ``diffrec-tutorial`` say)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty")
+    try:
+        if ratings_dat:
+            # '::' split with the fast C parser: every other field of a ':'-split line is empty
+            df = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], dtype=str,
+                             names=["user", "_a", "item", "_b", "rating", "_c", "timestamp"])
+        else:
+            df = pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path}: {str(err).strip().splitlines()[-1]} (a truncated or corrupt file?)") from None
+    if len(df) == 0:
+        raise ValueError(f"{path} has a header ({', '.join(map(str, df.columns))}) but no rows")
+    return df
+
+
+def typed_columns(df, cols: dict, path):
+    """``df`` (text, from :func:`read_table`) with the columns of ``cols`` (role -> column name
+    or None; roles user, item, rating, time) checked and typed: a missing value is a ValueError
+    naming its line; user and item ids become integers when every one is written as a plain
+    integer, else stay text ("007" and "7" stay two ids), and an id written as a fraction or
+    with an exponent (3.5, 2.0, 1e5: ids a spreadsheet turned into floats) is a ValueError;
+    ratings and times become numbers."""
+    import pandas as pd
+
+    df = df.copy()
+    for role in ("user", "item", "rating", "time"):
+        col = cols.get(role)
+        if col is not None and df[col].isna().any():
+            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
+            raise ValueError(f"{path}: line {row + 2} has no {role} value (column {col!r}): "
+                             "a truncated file, or a row with missing fields?")
+    for role in ("user", "item"):
+        col = cols[role]
+        values = df[col].str.strip()
+        if values.str.fullmatch(INTEGER).all():
+            df[col] = values.astype(np.int64)
+            continue
+        bad = values.str.fullmatch(FRACTION)                      # "007" is a token, "2.0" a mistake
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{path}: column {col!r} holds ids that are not integers ({values.iloc[row]!r} "
+                             f"on line {row + 2}); ids must be integers or text tokens")
+        df[col] = values
+    for role in ("rating", "time"):
+        col = cols.get(role)
+        if col is not None:
+            values = pd.to_numeric(df[col], errors="coerce")
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise ValueError(f"{path}: column {col!r} holds {df[col].iloc[row]!r} on line {row + 2}, "
+                                 "not a number")
+            df[col] = values
+    return df
 
 
 def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
@@ -196,24 +264,26 @@ def load_csv(path, sep: str = ",", **kwargs) -> InteractionData:
     column names, e.g. user_id / item_id / timestamp, and splits per user by time when it can,
     70 / 20 / 10 % train / valid / test by default; ``valid_frac=0, test_frac=0``: no split).
 
-    User and item ids are read as text: integers when all are written as plain integers,
-    else strings (the keys of ``user_map`` / ``item_map``, numbered in string order: "10"
-    before "9"), so no two raw ids merge ("007" and "7" stay two users).
+    Read and checked as ``diffrec-tutorial`` reads a CSV (:func:`read_table`,
+    :func:`typed_columns`): an empty or malformed file, a missing value or an id written as a
+    fraction is a ValueError in one line naming the file and line. User and item ids are read
+    as text: integers when all are written as plain integers, else strings (the keys of
+    ``user_map`` / ``item_map``, numbered in string order: "10" before "9"), so no two raw ids
+    merge ("007" and "7" stay two users).
     """
-    import pandas as pd
-
     from .data import find_columns
 
     path = Path(path)
     kwargs.setdefault("name", path.stem)
-    header = pd.read_csv(path, sep=sep, nrows=0).columns
-    cols = find_columns(header, kwargs.get("user_col"), kwargs.get("item_col"), time_col=False)
-    id_cols = [cols["user"], cols["item"]]
-    df = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
-    for c in id_cols:
-        if not df[c].isna().any():
-            df[c] = _integer_ids(df[c])
-    return from_dataframe(df, **kwargs)
+    df = read_table(path, sep)
+    try:
+        cols = find_columns(df.columns, kwargs.get("user_col"), kwargs.get("item_col"), kwargs.get("rating_col"),
+                            kwargs.get("time_col"), need_rating=kwargs.get("threshold") is not None)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if kwargs.get("threshold") is None:
+        cols["rating"] = None                    # unused: from_dataframe leaves it out
+    return from_dataframe(typed_columns(df, cols, path), **kwargs)
 
 
 def load_recbole_inter(path, **kwargs) -> InteractionData:

@@ -4,6 +4,7 @@
     diffrec-tutorial train diffrec --data my_clicks.csv --set T=20 lr=1e-4 --recommend 10 --out recs.csv
     diffrec-tutorial train diffrec --data my_clicks.csv --refit --recommend 10 --out recs.csv
     torchrun --nproc_per_node=4 --no-python diffrec-tutorial train diffrec --data my_clicks.csv --device cuda
+    torchrun --nproc_per_node=2 --no-python diffrec-tutorial train diffrec --data my_clicks.csv --device cpu
     diffrec-tutorial recipes diffrec                                     # the settings --set can change
 
 ``--data`` is read by :mod:`~tutorial_lib.cli.inputs` (format detected, split if it has none:
@@ -12,14 +13,18 @@
 fewer than ``SMALL_DATA_INTERACTIONS`` interactions; ``--paper`` / ``--small`` choose; a line
 on stderr says which) by :mod:`~tutorial_lib.cli.run`. The last line on stdout is one JSON
 object, as ``benchmarks/reproduce.py`` prints; the checkpoint goes to ``--checkpoint`` (default
-``MODEL.pt``). ``--refit`` then trains the same recipe afresh on every interaction (train,
-valid and test) for the best epoch count found on validation, to ``MODEL.refit.pt``: the
-model to recommend with. ``--recommend K`` writes the top-K unseen items of every user (raw
-ids, with scores; from the refit model with ``--refit``) to ``--out``, in the columns of
-:func:`tutorial_lib.recommend.recommend`: user, rank, item, score. Under ``torchrun`` the
-processes share the training (:mod:`tutorial_lib.distributed`); rank 0 writes the files and
-the line. A bad input ends the command with one line on stderr (exit status 2) and no file
-written.
+``MODEL.pt``) and records the data's sizes and fingerprint, so that ``--resume`` refuses, in
+one line, to continue it on other data. ``--refit`` then trains the same recipe afresh on
+every interaction (train, valid and test) for the best epoch count found on validation, to
+the checkpoint's name with ``.refit`` before its suffix (``diffrec.refit.pt``; ``--checkpoint
+d2.pt``: ``d2.refit.pt``): the model to recommend with. ``--recommend K`` writes the top-K
+unseen items of every user (raw ids, with scores; from the refit model with ``--refit``) to
+``--out``, in the columns of :func:`tutorial_lib.recommend.recommend`: user, rank, item,
+score. Under ``torchrun`` the processes share the training (:mod:`tutorial_lib.distributed`:
+``batch_size`` stays the global batch, each process takes its share of it, so the steps,
+learning rate, evaluation and early stopping are one process's; only the random draws
+differ); rank 0 writes the files and the line. A bad input ends the command with one line on
+stderr (exit status 2) and no file written.
 """
 from __future__ import annotations
 
@@ -75,15 +80,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                       f"for data with fewer than {SMALL_DATA_INTERACTIONS:,} interactions)")
     size.add_argument("--paper", action="store_true", help="the paper's settings, also on small data")
     t.add_argument("--device", default="auto")
-    t.add_argument("--checkpoint", default=None, help="the model file (default MODEL.pt)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint")
+    t.add_argument("--checkpoint", default=None, help="the model file (default MODEL.pt, e.g. diffrec.pt)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --checkpoint (trained on the "
+                   "same data; with no such file, train from the start)")
     t.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="pause after the epoch that passes this (then --resume goes on)")
     t.add_argument("--recommend", type=_positive_int, default=None, metavar="K", help="top-K items per user")
     t.add_argument("--out", default=None, help="CSV file for --recommend (user,rank,item,score)")
     t.add_argument("--refit", action="store_true",
                    help="after the evaluated run, train the same recipe afresh on every interaction (train, "
-                        "valid and test) for its best epoch count, save it to MODEL.refit.pt and recommend "
+                        "valid and test) for its best epoch count, save it beside --checkpoint with .refit "
+                        "before the suffix (diffrec.refit.pt; --checkpoint d2.pt: d2.refit.pt) and recommend "
                         "with it")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--log-every", type=_positive_int, default=None, metavar="N", help="a log line every N epochs")
@@ -113,6 +120,21 @@ def _check_outputs(args) -> None:
         raise BadInput(f"{args.model} is fitted in one go: --resume is for the trained models")
 
 
+def _check_settings(args, recipe) -> None:
+    """``--set`` checked before the data is read, against the settings that will train: those
+    --small / --paper name, else both (the data's size decides between them). A message that
+    depends on which (a value refused, naming the default) waits for the data to decide."""
+    variants = [True] if args.small else [False] if args.paper else [False, True]
+    errors = []
+    for small in variants:
+        try:
+            apply_overrides(args.model, recipe.settings(small), args.set)
+        except ValueError as err:
+            errors.append(str(err))
+    if len(errors) == len(variants) and len(set(errors)) == 1:
+        raise BadInput(errors[0])
+
+
 def train(args) -> dict:
     """Everything ``diffrec-tutorial train`` does; returns the result line (rank 0's)."""
     from .. import checkpoint as ckpt
@@ -121,11 +143,7 @@ def train(args) -> dict:
     from . import inputs, run
 
     recipe = RECIPES[args.model]
-    try:
-        for small in (False, True):                # --set checked before the data is read
-            apply_overrides(args.model, recipe.settings(small), args.set)
-    except ValueError as err:
-        raise BadInput(str(err)) from None
+    _check_settings(args, recipe)
     _check_outputs(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.model not in PARALLEL:
         raise BadInput(f"{args.model} does not train in parallel; torchrun takes {', '.join(PARALLEL)}")
@@ -133,22 +151,38 @@ def train(args) -> dict:
     if args.recommend is not None and args.recommend > data.n_items:
         raise BadInput(f"--recommend {args.recommend}: the data has only {data.n_items} items")
     small, which = choose_settings(data.train.nnz + data.valid.nnz + data.test.nnz, args.small, args.paper)
-    settings = apply_overrides(args.model, recipe.settings(small), args.set)
+    try:
+        settings = apply_overrides(args.model, recipe.settings(small), args.set)
+    except ValueError as err:                      # a value refused with the default in use named
+        raise BadInput(str(err)) from None
+    model_settings, _ = recipe.split(settings)
+    resumed = (run.resume_state(Path(args.checkpoint), args.model, data, model_settings)   # None: no file
+               if args.resume else None)
     start = time.perf_counter()
     dev = distributed.init(args.device)
     run.say(said)
     run.say(which + (f"; --set {' '.join(args.set)}" if args.set else ""))
     seed_everything(args.seed)
-    model_settings, _ = recipe.split(settings)
     model = recipe.build(data.n_items, model_settings, data, args.seed, dev)
-    info = {"model": args.model, "settings": settings, "data": str(args.data), "seed": args.seed}
+    info = {"model": args.model, "settings": settings, "data": str(args.data), "seed": args.seed,
+            **run.data_record(data)}
     main = distributed.world()[0] == 0
     if recipe.family == "closed":
         result, state, model = run.closed_form(args.model, model, data, settings, args)
         if main:
             ckpt.save(args.checkpoint, {**state, "recipe": info})
     else:
-        result, model = run.trained(recipe, model, data, settings, args, dev)
+        if args.resume:
+            run.check_resume(Path(args.checkpoint), resumed, model)
+        try:
+            result, model = run.trained(recipe, model, data, settings, args, dev)
+        except BaseException:                      # Ctrl-C, an error: the file fit wrote says its data
+            if main and Path(args.checkpoint).exists():
+                try:
+                    run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
+                except Exception:                  # never hide the error that stopped the run
+                    pass
+            raise
         if main:
             run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
     outputs = {"checkpoint": str(args.checkpoint)}
@@ -163,7 +197,8 @@ def train(args) -> dict:
         data = everything
         if main:
             run.add_recipe_to_checkpoint(Path(outputs["refit"]["checkpoint"]),
-                                         {**info, "refit": {k: outputs["refit"][k] for k in ("epochs", "interactions")}})
+                                         {**info, **run.data_record(everything),
+                                          "refit": {k: outputs["refit"][k] for k in ("epochs", "interactions")}})
         if outputs["refit"].get("paused"):
             run.say("paused in the refit: --resume goes on; --recommend waits for it")
             recommend = False
@@ -189,7 +224,7 @@ def main(argv=None) -> int:
     if args.command == "recipes":
         models = [args.model] if args.model else sorted(RECIPES)
         for name in models:
-            print(json.dumps({"model": name, "source": RECIPES[name].source,
+            print(json.dumps({"model": name, "source": RECIPES[name].source_of(args.small),
                               "settings": RECIPES[name].settings(args.small)}))
         return 0
     from .. import distributed

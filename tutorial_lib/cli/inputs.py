@@ -15,8 +15,11 @@ time, 70 / 20 / 10 % train / valid / test as DiffRec's ML-1M: ``data.VALID_FRAC`
 ``data.TEST_FRAC``, the defaults of ``datasets.load_csv`` too), ``random`` (the same shares at
 random) or ``leave-one-out`` (DiffuRec's: per user, last = test, second last = valid).
 Default: leave-one-out for the sequential models, else time when there is a time column, else
-random. Without a time column the row order is the time order. :func:`load_everything` reads
-the same data with every interaction in train (``--refit``).
+random. Without a time column the row order is the time order. Logs are read and checked by
+``datasets.read_table`` / ``datasets.typed_columns``, as ``datasets.load_csv`` reads them;
+repeated (user, item) rows are merged (each pair's earliest stays) and counted on the line
+:func:`load` returns. :func:`load_everything` reads the same data with every interaction in
+train (``--refit``).
 
 Every problem is a :class:`BadInput` with a one-line message naming the file.
 """
@@ -32,8 +35,6 @@ from ..data import TEST_FRAC, VALID_FRAC
 
 FORMATS = ("diffrec-npy", "diffurec-pkl", "csv", "recbole", "movielens")
 SPLITS = {"time": "temporal", "random": "random", "leave-one-out": "loo"}     # ours -> data.SPLITS
-INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
-NUMBER = re.compile(r"-?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 class BadInput(Exception):
@@ -99,60 +100,26 @@ def _read_split(fmt: str, path: Path):
         raise BadInput(f"{path} cannot be unpickled ({err}): truncated or corrupt? download it again") from None
 
 
-# ---- logs of interactions
+# ---- logs of interactions (read and checked by datasets.read_table / typed_columns, as load_csv)
 
 def _read_table(path: Path, sep: str, fmt: str):
     """Every column as text; an empty or malformed file is a BadInput."""
-    import pandas as pd
+    from ..datasets import read_table
 
-    if path.stat().st_size == 0:
-        raise BadInput(f"{path} is empty")
     try:
-        if fmt == "movielens" and path.name == "ratings.dat":
-            # '::' split with the fast C parser: every other field of a ':'-split line is empty
-            df = pd.read_csv(path, sep=":", header=None, usecols=[0, 2, 4, 6], dtype=str,
-                             names=["user", "_a", "item", "_b", "rating", "_c", "timestamp"])
-        else:
-            df = pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise BadInput(f"{path} is empty") from None
-    except pd.errors.ParserError as err:
-        raise BadInput(f"{path}: {str(err).strip().splitlines()[-1]} (a truncated or corrupt file?)") from None
+        df = read_table(path, sep, ratings_dat=fmt == "movielens" and path.name == "ratings.dat")
+    except ValueError as err:
+        raise BadInput(str(err)) from None
     if fmt == "recbole":
         df.columns = [str(c).split(":")[0] for c in df.columns]
-    if len(df) == 0:
-        raise BadInput(f"{path} has a header ({', '.join(map(str, df.columns))}) but no rows")
     return df
-
-
-def _ids(df, col: str, path: Path):
-    """Raw ids of ``col``: integers when all are written as integers, else text tokens; an id
-    written as a non-integer number (3.5, 2.0) is a BadInput."""
-    values = df[col].str.strip()
-    if values.str.fullmatch(INTEGER.pattern).all():
-        return values.astype(np.int64)
-    bad = values.str.fullmatch(NUMBER.pattern) & ~values.str.fullmatch(INTEGER.pattern)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise BadInput(f"{path}: column {col!r} holds ids that are not integers ({values.iloc[row]!r} "
-                       f"on line {row + 2}); ids must be integers or text tokens")
-    return values
-
-
-def _numbers(df, col: str, path: Path):
-    import pandas as pd
-
-    values = pd.to_numeric(df[col], errors="coerce")
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise BadInput(f"{path}: column {col!r} holds {df[col].iloc[row]!r} on line {row + 2}, not a number")
-    return values
 
 
 def _read_log(path: Path, fmt: str, opts, family: str, everything: bool = False):
     """(InteractionData, what was chosen) from a CSV / RecBole / MovieLens log; ``everything``:
     no split, every interaction in train (the same ids: they are numbered before the split)."""
-    from ..data import find_columns, from_dataframe
+    from ..data import duplicates_note, find_columns, from_dataframe, merge_duplicates
+    from ..datasets import typed_columns
 
     sep = opts.sep or ("\t" if fmt == "recbole" or path.suffix.lower() in (".tsv", ".tab") else ",")
     df = _read_table(path, sep, fmt)
@@ -167,16 +134,10 @@ def _read_log(path: Path, fmt: str, opts, family: str, everything: bool = False)
     except ValueError as err:
         message = re.sub(r"(\w+)_col=\.\.\.", r"--\1-col NAME", str(err))
         raise BadInput(f"{path}: " + re.sub(r"'(\w+)_col'", r"'--\1-col'", message)) from None
-    for role in ("user", "item", "rating", "time"):
-        col = cols[role]
-        if col is not None and df[col].isna().any():
-            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
-            raise BadInput(f"{path}: line {row + 2} has no {role} value (column {col!r}): "
-                           "a truncated file, or a row with missing fields?")
-    df[cols["user"]], df[cols["item"]] = _ids(df, cols["user"], path), _ids(df, cols["item"], path)
-    for role in ("rating", "time"):
-        if cols[role] is not None:
-            df[cols[role]] = _numbers(df, cols[role], path)
+    try:
+        df = typed_columns(df, cols, path)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
     split = opts.split or ("leave-one-out" if family == "sequential" else "time" if cols["time"] else "random")
     time_col = cols["time"]
     if time_col is None and split != "random":
@@ -184,12 +145,18 @@ def _read_log(path: Path, fmt: str, opts, family: str, everything: bool = False)
     rule, shares = SPLITS[split], (VALID_FRAC, TEST_FRAC)
     if everything:
         rule, shares = ("temporal" if time_col else "random"), (0.0, 0.0)
+    if opts.min_rating is not None:
+        df = df[df[cols["rating"]] >= opts.min_rating]
+        if len(df) == 0:
+            raise BadInput(f"{path}: no rating in column {cols['rating']!r} reaches --min-rating {opts.min_rating:g}")
+    df, merged = merge_duplicates(df, cols["user"], cols["item"], time_col)     # as from_dataframe would
     data = from_dataframe(df, cols["user"], cols["item"], cols["rating"], time_col or False,
                           threshold=opts.min_rating, split=rule, valid_frac=shares[0],
-                          test_frac=shares[1], seed=opts.seed, name=path.stem)
+                          test_frac=shares[1], seed=opts.seed, name=path.stem, report=None)
     picked = ", ".join(f"{r} {c!r}" for r, c in cols.items() if c is not None)
     order = "" if cols["time"] or split == "random" else " (no time column: row order is time order)"
-    return data, f"columns {picked}; split {split!r}{order}, seed {opts.seed}"
+    note = f"; {duplicates_note(merged, cols['time'] is not None)}" if merged else ""
+    return data, f"columns {picked}; split {split!r}{order}, seed {opts.seed}{note}"
 
 
 def load(path: Path, opts, family: str):

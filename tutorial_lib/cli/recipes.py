@@ -93,6 +93,15 @@ class Recipe:
         train = self.small_train if small and self.small_train is not None else self.train
         return {**model, **train}
 
+    def source_of(self, small: bool = False) -> str:
+        """Where the settings of :meth:`settings` (``small``) come from: :attr:`source` for the
+        paper's (and for small data when the recipe has no settings of its own for it), else
+        a label saying they are the small-data ones."""
+        if not small or self.settings(True) == self.settings(False):
+            return self.source
+        return (f"small-data settings, chosen for the synthetic world (600 users x 400 items), "
+                f"not the paper's ({self.source})")
+
     def split(self, settings: dict) -> tuple[dict, dict]:
         """(model keyword arguments, fit settings) of a flat settings dict."""
         train_keys = set(self.train) | set(self.small_train or {})
@@ -243,8 +252,9 @@ def parse_value(key: str, text: str, default):
     except (ValueError, SyntaxError):
         want = {"tuple": "a list of numbers such as 200,600", "bool": "true or false",
                 "int": "an integer", "float": "a number", "NoneType": "an integer or none"}
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else repr(default)
         raise ValueError(f"--set {key}={text}: {key} takes {want.get(kind, 'a ' + kind)} "
-                         f"(default {default!r})") from None
+                         f"(default {shown})") from None
 
 
 def apply_overrides(model: str, settings: dict, pairs) -> dict:

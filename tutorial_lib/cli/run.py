@@ -65,6 +65,75 @@ def closed_form(name, model, data, settings, args) -> tuple[dict, dict, object]:
     return result, {"model": state}, model
 
 
+# ---- --resume: the checkpoint must be this run's, on this data
+
+def data_record(data) -> dict:
+    """What a checkpoint records of the data it was trained on (its ``recipe``): the sizes and
+    :func:`tutorial_lib.data.fingerprint`."""
+    from ..data import fingerprint
+
+    return {"n_users": data.n_users, "n_items": data.n_items, "data_fingerprint": fingerprint(data)}
+
+
+AFRESH = "train afresh without --resume, or pass another --checkpoint"
+
+
+def resume_state(path: Path, model_name: str, data, model_settings: dict | None = None) -> dict | None:
+    """Before ``--resume`` trains on from ``path``: its dict, checked against this run (model,
+    data sizes, data fingerprint, the model's settings), a BadInput in one line if it differs;
+    None if there is no such file (:func:`check_resume` says so)."""
+    if not path.exists():
+        return None
+    try:
+        state = ckpt.load(path)
+    except Exception as err:                 # not a checkpoint, truncated, written by other code
+        raise BadInput(f"{path} cannot be read as a checkpoint ({str(err).strip().splitlines()[0]}): "
+                       f"{AFRESH}") from None
+    recipe = state.get("recipe") or {}
+    if recipe.get("model", model_name) != model_name:
+        raise BadInput(f"{path} holds a {recipe['model']} model, not {model_name}: {AFRESH}")
+    if "n_items" in recipe and (recipe["n_items"], recipe["n_users"]) != (data.n_items, data.n_users):
+        raise BadInput(f"{path} was trained on {recipe['n_items']:,} items and {recipe['n_users']:,} users; "
+                       f"this data has {data.n_items:,} items and {data.n_users:,} users: {AFRESH}")
+    if "data_fingerprint" in recipe and recipe["data_fingerprint"] != data_record(data)["data_fingerprint"]:
+        raise BadInput(f"{path} was trained on other data of the same size ({data.n_users:,} users, "
+                       f"{data.n_items:,} items): other ids, interactions or split (--split, --seed) "
+                       f"than this data's: {AFRESH}")
+    before = recipe.get("settings") or {}
+    for key, value in (model_settings or {}).items():
+        if key in before and _plain(before[key]) != _plain(value):
+            raise BadInput(f"{path} was trained with {key}={_plain(before[key])}; this run has "
+                           f"{key}={_plain(value)}: {AFRESH}")
+    return state
+
+
+def _plain(value):
+    """A setting as --set writes it: a tuple as 200,600."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+
+
+def check_resume(path: Path, state: dict | None, model) -> None:
+    """Once the model is built: no file (``state`` None), a line saying training starts afresh;
+    weights in ``state`` (:func:`resume_state`) that do not fit ``model``, a BadInput in one line
+    (another setting such as dims, or other data in a file that does not record its data); a
+    file that does not record its data, a line saying so."""
+    if state is None:
+        say(f"no checkpoint at {path}: training from the start")
+        return
+    here = model.state_dict()
+    saved = state.get("model") if isinstance(state.get("model"), dict) else {}
+    for key in sorted(set(saved) | set(here)):
+        a, b = saved.get(key), here.get(key)
+        if torch.is_tensor(a) and torch.is_tensor(b) and a.shape != b.shape:
+            raise BadInput(f"{path} holds weights of other shapes ({key}: {tuple(a.shape)} there, "
+                           f"{tuple(b.shape)} here): trained with other settings or data; {AFRESH}")
+        if torch.is_tensor(a) != torch.is_tensor(b):
+            raise BadInput(f"{path} holds a model of another make ({key!r} is in only one of them): {AFRESH}")
+    if "data_fingerprint" not in (state.get("recipe") or {}):
+        say(f"{path} does not record the data it was trained on (a run stopped before it could "
+            "write it): resuming without checking that the data is the same")
+
+
 # ---- trained models
 
 def trained(recipe, model, data, settings, args, dev) -> tuple[dict, object]:
@@ -163,6 +232,8 @@ def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> t
     epochs = result["best_epoch"] or result["epochs"]
     say(f"refit: {name} trained afresh on all {data.train.nnz:,} interactions for {epochs} epoch{'s' * (epochs != 1)} "
         f"(the best on validation), no evaluation")
+    if args.resume:
+        check_resume(path, resume_state(path, name, data, model_settings), model)
     model.to(dev)
     with distributed.DataParallel(model, seed=args.seed, budget=args.budget) as parallel:
         h = fit(model, data, epochs=epochs, lr=train.get("lr", 1e-3), weight_decay=train.get("weight_decay", 0.0),
