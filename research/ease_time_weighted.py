@@ -13,7 +13,9 @@ Grid: w_min in the paper's range 0.1 .. 0.5 (T-DiffRec's TGRID in ``diffrec_swee
 (the binary rows: ``reproduce.py ease``), each with lambda in the EASE recipe's LAMBDAS. Both are
 chosen on validation Recall@20; test is reported, never used. EASE is deterministic: no seeds.
 The order of each user's rows in ``train_list.npy`` is the time order (``load_diffrec_npy``).
-Prints one line per (w_min, lambda), the best lambda per w_min, and the validation choice.
+Prints one line per (w_min, lambda), the best lambda per w_min, the validation choice, and last
+one JSON line for ``benchmarks/results.jsonl`` in ``reproduce.py``'s form (``"model": "ease"`` with
+its ``w_min``: the leaderboard's row "EASE, w_min ...").
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
 from recipes.diffrec import LAMBDAS  # noqa: E402
-from reproduce import default_data_dir  # noqa: E402
+from reproduce import default_data_dir, processor  # noqa: E402
 
 from tutorial_lib.datasets import load_diffrec_npy  # noqa: E402
 from tutorial_lib.metrics import evaluate  # noqa: E402
@@ -87,6 +89,12 @@ def main(argv=None) -> int:
     chosen = max(weighted, key=lambda r: r["valid_recall@20"])
     print(f"\nchosen on validation among the time weights: w_min {chosen['w_min']:g}, lambda {chosen['lambda']:g}: "
           f"test Recall@20 {chosen['test_recall@20']:.4f}, NDCG@20 {chosen['test_ndcg@20']:.4f}")
+    line = {"model": "ease", "dataset": "ml-1m_clean", "w_min": chosen["w_min"], "lambda": chosen["lambda"],
+            **{k[len("test_"):]: v for k, v in chosen.items() if k.startswith("test_")},
+            "valid_recall@20": chosen["valid_recall@20"], "seed": 1, "epochs": 1,
+            "train_seconds": chosen["seconds"], "device": "cpu", "processor": processor("cpu"),
+            "torch": torch.__version__}
+    print(json.dumps(line))
     return 0
 
 

@@ -257,3 +257,20 @@ def test_scaling_counts_the_parameters_it_recorded():
     counts = [sum(p.numel() for p in ldiffrec_scaling.build(m, 1000).parameters())
               for m in ldiffrec_scaling.MODELS]
     assert counts == [1_448_510, 785_310]
+
+
+def test_ease_time_weighted_is_the_library_ease_on_binary_rows_and_weights_the_same_clicks():
+    import numpy as np
+
+    import ease_time_weighted
+    from tutorial_lib.models.ease import EASE
+    from tutorial_lib.synthetic import make_synthetic
+
+    data, _ = make_synthetic(n_users=80, n_items=160, n_clusters=4, interactions_per_user=20, seed=0)
+    binary = ease_time_weighted.rows(data, 1.0)
+    B = ease_time_weighted.ease_weights(binary, 30.0)
+    np.testing.assert_allclose(B, EASE(lam=30.0).fit(data).B.numpy(), atol=1e-4)
+    weighted = ease_time_weighted.rows(data, 0.4)                 # x_bar: the same clicks, weights in [0.4, 1]
+    assert ((weighted > 0) == (binary > 0)).all()
+    assert weighted[weighted > 0].min() >= 0.4 - 1e-6 and weighted.max() <= 1 + 1e-6
+    assert not np.allclose(ease_time_weighted.ease_weights(weighted, 30.0), B)
