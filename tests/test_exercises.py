@@ -105,3 +105,28 @@ def test_student_edition_leaks_no_solution_and_each_stub_fails_clearly(tmp_path)
                 with pytest.raises(NotImplementedError) as err:
                     namespace[fn.name](*[None] * len(fn.args.args))
                 assert str(err.value), f"{student_path.name}: {fn.name}'s stub has no hint"
+
+
+def test_ranking_metric_checks_fail_an_answer_that_divides_by_min_k_r():
+    """Notebook 00 warns that Recall@K divides by |R|, not min(K, |R|). Its checks run on users
+    with |R| > K, so that mistake (and NDCG's ideal DCG over all |R| ranks) reads as a failure."""
+    from tutorial_lib import metrics
+
+    nb = nbformat.read(REPO / "notebooks" / "00_recommendation_as_denoising.ipynb", as_version=4)
+    code = {name: next(c.source for c in nb.cells if c.cell_type == "code" and name in c.source)
+            for name in ('check("Recall@10"', 'check("NDCG@10"')}
+
+    def recall_min_k_r(ranked, relevant, k):
+        return sum(1 for item in ranked[:k] if item in relevant) / min(k, len(relevant))
+
+    def ndcg_ideal_over_r(ranked, relevant, k):
+        dcg = sum(1 / np.log2(r + 1) for r, item in enumerate(ranked[:k], start=1) if item in relevant)
+        return dcg / sum(1 / np.log2(r + 1) for r in range(1, len(relevant) + 1))
+
+    namespace = {"np": np, "torch": torch, "metrics": metrics, "check": check, "SEED": 0,
+                 "recall_at_k_yours": recall_min_k_r, "ndcg_at_k_yours": ndcg_ideal_over_r}
+    exec(code['check("Recall@10"'], namespace)
+    assert max(len(r) for r in namespace["demo_relevant"]) > 10          # users with |R| > K
+    assert namespace["_"] is False
+    exec(code['check("NDCG@10"'], namespace)
+    assert namespace["_"] is False

@@ -80,10 +80,13 @@ def draw_reverse(model, data, user: int = 0, step: int | None = None, top_k: int
                  item_map: ItemMap | None = None, path: dict | None = None, ax=None):
     """The predicted target x0_hat after ``step`` reverse steps (default all T) among the items.
 
-    Grey: all item embeddings (2-D PCA). Blue line: x0_hat over the steps so far. Orange: the
-    top-K items by the dot product x0_hat . e_i at this step. Red star: the true next item, with
-    its rank by that dot product. DiffuRec ranks by the dot product, not by distance: an item
-    far from x0_hat in the picture can rank high (a long e_i), and the PCA hides d - 2 directions.
+    Grey: all item embeddings (2-D PCA). Purple dashed line: the chain's state x_t, from the
+    noise x_T (a cross) to this step. Blue line: x0_hat over the steps so far; when every step
+    predicts nearly the same x0_hat it hides under the big dot, and its legend entry says so.
+    Orange: the top-K items by the dot product x0_hat . e_i at this step. Red star: the true next
+    item, with its rank by that dot product. DiffuRec ranks by the dot product, not by distance:
+    an item far from x0_hat in the picture can rank high (a long e_i), and the PCA hides d - 2
+    directions.
     """
     item_map = item_map or ItemMap(model)
     path = path or reverse_path(model, data, user, seed=seed)
@@ -94,8 +97,14 @@ def draw_reverse(model, data, user: int = 0, step: int | None = None, top_k: int
     ax.scatter(*item_map.xy.T, s=4, c="0.85")
     history = path["window"][path["window"] > 0].numpy() - 1
     ax.scatter(*item_map.xy[history].T, s=18, c="tab:green", label="history items", zorder=3)
+    states = item_map.project(path["states"][:step + 1])                   # x_T, ..., the state now
+    ax.plot(*states.T, "--o", ms=2.5, lw=1, c="tab:purple", alpha=0.7, zorder=4,
+            label=r"$x_t$, the chain's state (from $x_T$ = noise)")
+    ax.scatter(*states[0], marker="x", s=50, c="tab:purple", zorder=4)
     xy = item_map.project(path["x0_hat"][:step])
-    ax.plot(*xy.T, "-o", ms=3, c="tab:blue", alpha=0.7, label=r"$\hat x_0$, steps so far")
+    still = np.abs(xy - xy[-1]).max() < 0.02 * np.ptp(item_map.xy)          # the path hides under one dot
+    ax.plot(*xy.T, "-o", ms=3, c="tab:blue", alpha=0.7, zorder=5,
+            label=r"$\hat x_0$, steps so far" + (" (all under the big dot)" if still else ""))
     ax.scatter(*xy[-1], s=120, c="tab:blue", ec="k", zorder=6, label=rf"$\hat x_0$ after {step}/{T} steps")
     top = torch.topk(path["scores"][step - 1], top_k).indices.numpy()
     ax.scatter(*item_map.xy[top].T, s=40, facecolors="none", ec="tab:orange", lw=1.5, zorder=4,
@@ -156,7 +165,7 @@ def plot_rank_by_step(by_step: pd.DataFrame, metric: str = "hr@10", ax=None):
 def plot_diversity(df: pd.DataFrame, n_samples: int, k: int = 10, axes=None):
     """Left: distinct items over n_samples top-K lists per user (``analysis.sample_diversity``;
     its first model is the sampled one). Right: HR@K of one run vs any run, from 0, with 95 %
-    binomial error bars over the users."""
+    binomial error bars over the users (rate +- 1.96 SE), named in the legend."""
     if axes is None:
         _, axes = subplots(1, 2, figsize=(10.5, 3.5))
     sampled = df.model.iloc[0]
@@ -178,6 +187,9 @@ def plot_diversity(df: pd.DataFrame, n_samples: int, k: int = 10, axes=None):
         low, high = binomial_band(means[col].to_numpy(), n_users.to_numpy())
         axes[1].bar(x + (j - 0.5) * 0.38, means[col], 0.38, color=color, label=label,
                     yerr=[means[col] - low, high - means[col]], capsize=3)
+    users = f"{n_users.iloc[0]} users" if n_users.nunique() == 1 else "users per model"
+    axes[1].errorbar([np.nan], [np.nan], yerr=[np.nan], fmt="none", ecolor="black", capsize=3,
+                     label=f"error bars: 95 % binomial\nband ($\\pm 1.96$ SE, {users})")         # names the error bars
     axes[1].set_xticks(x, means.index)
     axes[1].set(ylabel=f"HR@{k}", ylim=(0, None), title=f"one list vs any of {n_samples} lists")
     axes[1].legend(fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)

@@ -26,22 +26,32 @@ def plot_mc_check(t_steps, closed_mean, closed_std, chain_mean, chain_std, ax=No
     return ax.figure
 
 
+def _short(value: float) -> str:
+    """1,794 for a large value, 1.2e-05 for a tiny one."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2g}"
+
+
 def plot_elbo_terms(terms: dict, title: str = "", ax=None):
     """Bars per step: L_0 (reconstruction, t=1), L_{t-1} (denoising matching, t=2..T), L_T (prior).
 
     ``terms`` as returned by ``GaussianDiffusion.elbo_terms``. The reconstruction term is a
     negative log-density and may be negative for continuous data; drawn in its own colour.
+    The y-axis is symlog, linear below 1e-3, where a bar is too short to see: the prior term's
+    value is written in its legend entry and a red triangle marks the top of its bar.
     """
     den = to_numpy(terms["denoising_matching"]).ravel()
     T = len(den) + 1
+    prior = float(terms["prior_matching"])
     if ax is None:
-        _, ax = subplots(figsize=(8, 3.2))
+        _, ax = subplots(figsize=(9.5, 3.2))
     ax.bar([1], [terms["reconstruction"]], color="tab:green", label="reconstruction  $L_0$")
     ax.bar(np.arange(2, T + 1), den, color="tab:blue", label="denoising matching  $L_{t-1}$")
-    ax.bar([T + 1], [terms["prior_matching"]], color="tab:red", label="prior matching  $L_T$")
+    ax.bar([T + 1], [prior], color="tab:red", label=f"prior matching  $L_T$ = {_short(prior)}")
+    ax.plot([T + 1], [prior], marker="v", ms=7, color="tab:red", mec="k", ls="none", zorder=5)
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set(xlabel="step $t$ ($T+1$ = prior)", ylabel="nats per example", title=title)
-    ax.legend(fontsize=LEGEND_FONTSIZE, frameon=False)
+    ax.legend(fontsize=LEGEND_FONTSIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars
+    ax.figure.tight_layout()
     return ax.figure
 
 

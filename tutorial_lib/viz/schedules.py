@@ -34,17 +34,20 @@ def schedule_frame(betas_by_name: dict):
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_schedules(betas_by_name: dict, axes=None):
+def plot_schedules(betas_by_name: dict, axes=None, dashed=()):
     """Three panels against t/T: beta_t (log), alpha_bar_t and SNR(t) (log), one line per schedule.
 
-    The x-axis label names every T drawn (e.g. "t / T, with T = 1000 / 40 / 32").
+    The x-axis label names every T drawn (e.g. "t / T, with T = 1000 / 40 / 32"). The schedules
+    named in ``dashed`` are drawn dashed (a reference line stays visible under one it equals).
     """
     df = schedule_frame(betas_by_name)
     if axes is None:
         _, axes = subplots(1, 3, figsize=(13, 3.6))
     Ts = " / ".join(str(T) for T in dict.fromkeys(df["T"]))
+    dashes = {name: (4, 2) if name in dashed else "" for name in betas_by_name}
     for ax, col in zip(axes, ("beta_t", "alpha_bar_t", "SNR(t)")):
-        sns.lineplot(df, x="t/T", y=col, hue="schedule", ax=ax, legend=ax is axes[-1])
+        sns.lineplot(df, x="t/T", y=col, hue="schedule", style="schedule", dashes=dashes, ax=ax,
+                     legend=ax is axes[-1])
         ax.set(title=SYMBOLS[col][0], ylabel=SYMBOLS[col][1], xlabel=f"$t\\,/\\,T$, with T = {Ts}")
     axes[0].set_yscale("log")
     axes[1].ticklabel_format(axis="y", useOffset=False)   # 0.99995, not "1e-5 + 9.999e-1" above the axis
@@ -104,7 +107,9 @@ def draw_schedule(schedule: str = "linear-var", T: int = 40, noise_scale: float 
                   noise_min: float = 0.005, noise_max: float = 0.01, axes=None):
     """The schedule explorer's figure (its static twin): the chosen schedule vs DiffRec's default.
 
-    ``noise_scale``, ``noise_min`` and ``noise_max`` only affect ``linear-var``.
+    ``noise_scale``, ``noise_min`` and ``noise_max`` only affect ``linear-var``. The default is
+    drawn dashed; when the chosen schedule is the default, one line is drawn and its legend
+    entry says so.
     """
     from .. import schedules
 
@@ -121,8 +126,11 @@ def draw_schedule(schedule: str = "linear-var", T: int = 40, noise_scale: float 
             fig = axes[0].figure
         fig.text(0.5, 0.5, str(err), ha="center", va="center", wrap=True)
         return fig
-    betas["DiffRec default (linear-var, T=40)"] = schedules.get_betas("linear-var", 40)
-    return plot_schedules(betas, axes=axes)
+    (name, chosen), default = next(iter(betas.items())), schedules.get_betas("linear-var", 40)
+    if len(chosen) == len(default) and torch.equal(torch.as_tensor(chosen, dtype=default.dtype), default):
+        return plot_schedules({f"{name} = DiffRec's default": chosen}, axes=axes)
+    reference = "DiffRec default (linear-var, T=40)"
+    return plot_schedules({**betas, reference: default}, axes=axes, dashed=(reference,))
 
 
 # The explorer's noise_scale / noise_min / noise_max values: 1e-4 .. 1, log-spaced, exact decimals.
