@@ -62,6 +62,47 @@ def test_noise_rank_of_any_scores_matches_the_chain_and_checks_its_input(synthet
         analysis.scores_noise_rank(scores[:, :-1], data, truth, users)
 
 
+def test_interest_shares_split_the_top_k_by_the_true_interests(synthetic):
+    data, truth = synthetic
+    users = np.arange(20)
+    late, early = truth.user_clusters[users, -1], truth.user_clusters[users, 0]
+    clusters = truth.item_clusters[None, :]
+    rng = np.random.default_rng(0)
+    noise = rng.random((len(users), data.n_items)) * 0.1
+    # items of the late interest first, then the early one, then the rest
+    ranked = 2.0 * (clusters == late[:, None]) + 1.0 * (clusters == early[:, None]) + noise
+    history = (data.train + data.valid)[users].toarray() > 0
+    k = int(min(((clusters == late[:, None]) & ~history).sum(axis=1).min(), 20))
+    assert k >= 5
+    assert analysis.interest_shares(ranked, data, truth, users, k=k) == pytest.approx(
+        {"late": 1.0, "early": 0.0, "other": 0.0})
+    flipped = 2.0 * (clusters == early[:, None]) + 1.0 * (clusters == late[:, None]) + noise
+    assert analysis.interest_shares(torch.as_tensor(flipped), data, truth, users, k=k)["early"] == pytest.approx(1.0)
+    outside = -ranked                                  # the two interests last: the top k lie outside them
+    assert analysis.interest_shares(outside, data, truth, users, k=k)["other"] == pytest.approx(1.0)
+    shares = analysis.interest_shares(noise, data, truth, users, k=20)
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_interest_shares_mask_the_history_as_the_evaluation_does(synthetic):
+    data, truth = synthetic
+    users = np.arange(10)
+    for split, history in (("test", data.train + data.valid), ("valid", data.train)):
+        seen = history[users].toarray() > 0
+        # the seen items score highest, and they all belong to the late interest where the
+        # masking is missing: a leak would show as a late share above the unseen items' share
+        late = truth.item_clusters[None, :] == truth.user_clusters[users, -1:]
+        scores = np.where(seen & late, 10.0, 0.0) + np.where(~seen & ~late, 5.0, 0.0)
+        shares = analysis.interest_shares(scores, data, truth, users, k=5, split=split)
+        assert shares["late"] == 0.0, split
+    with pytest.raises(ValueError, match="shape"):
+        analysis.interest_shares(np.zeros((3, data.n_items)), data, truth, users)
+    with pytest.raises(ValueError, match="split"):
+        analysis.interest_shares(np.zeros((10, data.n_items)), data, truth, users, split="train")
+    with pytest.raises(ValueError, match="k must"):
+        analysis.interest_shares(np.zeros((10, data.n_items)), data, truth, users, k=0)
+
+
 def test_recommend_never_lists_seen_items(synthetic):
     data, _ = synthetic
     model = TDiffRec(data.n_items, dims=[16], T=4)
@@ -131,6 +172,8 @@ def test_inference_sweep_on_validation_and_on_a_full_grid(loo):
     want = evaluate(lambda u: model.score(loo, u, "valid", start_step=4, inference_steps=2), loo, "valid",
                     ks=(10,), mask_history=False)["hr@10"]
     assert valid.query("start_step == 4 and steps == 2")["hr@10"].item() == want   # the validation split's own
+    n_valid = evaluate(lambda u: model.score(loo, u, "valid"), loo, "valid", ks=(10,), mask_history=False)["n_users"]
+    assert (valid["users"] == n_valid).all()                                        # the band's n
     test = analysis.inference_sweep(model, loo, start_steps=[4, 8], step_counts=[1, 2, 8])
     assert len(test) == 4 and test.attrs["split"] == "test"                        # the cross by default
     with pytest.raises(ValueError, match="split must be 'valid' or 'test'"):

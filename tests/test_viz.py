@@ -247,6 +247,22 @@ def test_draw_inference_says_which_k_the_sweep_has(loo):
     assert seqdiffrec.draw_inference(model, loo, 0, k=10 * loo.n_items) is not None   # k capped
 
 
+def test_time_weight_bars_name_their_colours_beside_the_panels(synthetic):
+    data, truth = synthetic
+    model = TDiffRec(data.n_items, dims=[16], T=4).eval()
+    fig = tdiffrec.draw_time_weights(model, data, 3, 0.1, 1.0, truth, k=5)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["interest 1 (early)", "interest 2 (late)",
+                                                          "outside the user's\ninterests"]
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= max(ax.get_window_extent(renderer).x1 for ax in fig.axes)
+    assert min(_legend_sizes(fig)) >= 8
+    plt.close(fig)
+    fig = tdiffrec.draw_time_weights(model, data, 3, 0.1, 1.0, None, k=5)   # one colour: nothing to name
+    assert not fig.legends
+    plt.close(fig)
+
+
 def test_plots_take_tensors_with_grad():
     kl = torch.rand(4, requires_grad=True) + 0.1
     assert seqdiffrec.plot_kl_vs_mse(torch.arange(2, 6), kl, kl * 1.0, torch.rand(4)) is not None

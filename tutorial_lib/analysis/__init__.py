@@ -2,7 +2,7 @@
 
     denoising   DiffRec's reverse chain kept step by step, top-k of a state, where injected
                 noise clicks rank (in a chain or in any model's scores), top-k of one input
-                row                                                        (notebooks 03, 05)
+                row, top-k lists by the users' early and late interests   (notebooks 03, 05)
     sequential  held-out targets, DiffuRec's reverse path, HR/NDCG@K by reverse step, sample
                 diversity, order blindness, SeqDiffRec's inference sweep   (notebooks 06, 07)
     cost        parameters per part, memory of one training step           (notebook 04)
@@ -13,7 +13,7 @@ Nothing here imports matplotlib; ranking metrics come from ``tutorial_lib.metric
 """
 from .cost import parameter_table, training_cost
 from .denoising import (Trajectory, click_percentile, denoising_trajectories, denoising_trajectory,
-                        mean_noise_rank, noise_rank, recommend, scores_noise_rank, top_k)
+                        interest_shares, mean_noise_rank, noise_rank, recommend, scores_noise_rank, top_k)
 from .sequential import (held_out_targets, inference_sweep, order_blindness, rank_by_step, reverse_path,
                          sample_diversity, target_ranks, user_probabilities)
 from .robustness import inject_interactions, noise_robustness, relative_change
@@ -21,7 +21,7 @@ from .stats import binomial_band
 
 __all__ = ["Trajectory", "binomial_band", "click_percentile", "denoising_trajectories",
            "denoising_trajectory", "held_out_targets", "inference_sweep", "inject_interactions",
-           "mean_noise_rank", "noise_rank", "noise_robustness", "order_blindness", "parameter_table",
-           "rank_by_step", "recommend", "relative_change", "reverse_path", "sample_diversity",
-           "scores_noise_rank", "target_ranks", "top_k", "training_cost",
+           "interest_shares", "mean_noise_rank", "noise_rank", "noise_robustness", "order_blindness",
+           "parameter_table", "rank_by_step", "recommend", "relative_change", "reverse_path",
+           "sample_diversity", "scores_noise_rank", "target_ranks", "top_k", "training_cost",
            "user_probabilities"]

@@ -1,10 +1,12 @@
-"""DiffRec's reverse chain for a few users, step by step (notebooks 03 and 05).
+"""DiffRec's reverse chain for a few users, step by step, and where recommendations fall among
+the synthetic world's interests (notebooks 03 and 05).
 
 DiffRec's inference (Algorithm 2) starts from the user's training row x_T = x_0 and runs the
 T reverse steps, each taking the mean of p_theta(x_{t-1} | x_t). ``denoising_trajectories``
 keeps every state; ``top_k`` lists a state's best unseen items; ``noise_rank`` says where the
 injected false-positive clicks of the synthetic world rank among the user's training clicks,
 and ``scores_noise_rank`` says the same of any model's scores (EASE, Mult-VAE, one reverse step).
+``interest_shares`` splits any model's top-k lists by the users' true early and late interests.
 """
 from __future__ import annotations
 
@@ -120,6 +122,42 @@ def scores_noise_rank(scores, data, truth, users) -> float:
     if not ranks:
         raise ValueError("none of these users has an injected noise click")
     return float(np.mean(ranks))
+
+
+def interest_shares(scores, data, truth, users, k: int = 20, split: str = "test") -> dict[str, float]:
+    """Where any model's top-k lists fall among the synthetic world's interests.
+
+    scores (len(users), I) for ``users``; the history is masked as ``metrics.evaluate`` masks it
+    on ``split`` (train for "valid", train + valid for "test"). For each user, the share of the
+    top-k items in the user's late interest (``truth.user_clusters[u, -1]``), in an earlier one
+    (any other of the user's clusters) and outside them ("other"); returns the means over the
+    users, {"late", "early", "other"}, which sum to 1.
+    """
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    scores = scores.detach().float().cpu() if isinstance(scores, torch.Tensor) else torch.as_tensor(
+        np.asarray(scores, dtype=np.float32))
+    users = np.array([int(u) for u in np.atleast_1d(np.asarray(users))], dtype=int)
+    if scores.shape != (len(users), data.n_items):
+        raise ValueError(f"scores must have shape ({len(users)}, {data.n_items}), got {tuple(scores.shape)}")
+    if not 0 < k <= data.n_items:
+        raise ValueError(f"k must be in 1..{data.n_items}, got {k}")
+    history = data.train if split == "valid" else data.train + data.valid
+    seen = torch.as_tensor(history[users].toarray() > 0)
+    top = top_unseen(scores, seen, k).numpy()                            # (U, k), best first
+    unseen = ~np.take_along_axis(seen.numpy(), top, axis=1)               # a row with < k unseen items
+    clusters = truth.item_clusters[top]                                   # (U, k)
+    interests = truth.user_clusters[users]                                # (U, K), the late one last
+    late = clusters == interests[:, -1:]
+    early = (clusters[:, :, None] == interests[:, None, :-1]).any(axis=2)
+    n = unseen.sum(axis=1)
+    keep = n > 0
+    if not keep.any():
+        raise ValueError("none of these users has an unseen item to recommend")
+    share = lambda hit: float(((hit & unseen).sum(axis=1)[keep] / n[keep]).mean())
+    out = {"late": share(late), "early": share(early)}
+    out["other"] = share(~late & ~early)
+    return out
 
 
 @torch.no_grad()

@@ -162,9 +162,10 @@ def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "t
     ``grid="cross"``: (s, 1) for each s in start_steps and (T, K) for each K in step_counts;
     ``grid="full"``: that cross and every (s, K) with s in start_steps, K in step_counts and
     K <= s. Choose a setting on ``split="valid"``, then score test once at it.
-    Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds (one row each;
-    ``.attrs["split"]`` names the split). ``progress``: a tqdm bar over the settings (each is a
-    full evaluation of ``split``).
+    Returns a DataFrame with columns start_step, steps, hr@k, ndcg@k, seconds and users (the
+    number of users evaluated, the n of a binomial band; one row each; ``.attrs["split"]``
+    names the split). ``progress``: a tqdm bar over the settings (each is a full evaluation of
+    ``split``).
     """
     if split not in ("valid", "test"):
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
@@ -179,7 +180,7 @@ def inference_sweep(model, data, start_steps=(), step_counts=(), split: str = "t
         r = evaluate(lambda u: model.score(data, u, split, start_step=s, inference_steps=n), data, split,
                      ks=(k,), mask_history=mask_history)
         rows.append({"start_step": s, "steps": n, f"hr@{k}": r[f"hr@{k}"], f"ndcg@{k}": r[f"ndcg@{k}"],
-                     "seconds": time.perf_counter() - start})
+                     "seconds": time.perf_counter() - start, "users": r["n_users"]})
     sweep = pd.DataFrame(rows)
     sweep.attrs["split"] = split
     return sweep

@@ -4,7 +4,7 @@
 * ``plot_kl_vs_mse``        per step: the KL terms, the weighted MSE, and the weight the
                             simplified objective drops
 * ``plot_inference_sweep``  accuracy vs s (one step) and vs K (from s = T), from
-                            ``analysis.inference_sweep``
+                            ``analysis.inference_sweep``, hit rates with their binomial band
 * ``draw_inference``        static twin of ``inference_explorer``: one user's p(i | h0_hat) from
                             (s, K), its target marked, next to the sweep with (s, K) marked
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ..analysis import user_probabilities
+from ..analysis import binomial_band, user_probabilities
 from .common import LEGEND_FONTSIZE, to_numpy
 from .widgets import live_output, snapshot, subplots
 
@@ -87,26 +88,43 @@ def _metric_label(sweep: pd.DataFrame, metric: str) -> str:
     return f"{split}{metric.upper()} (higher is better)"
 
 
-def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, axes=None):
+def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, axes=None,
+                         n_users: int | None = None):
     """Left: metric vs start step s (one reverse step). Right: metric vs steps K from s = T.
 
     The axis labels name the split when the sweep does (``sweep.attrs["split"]``, as
-    ``analysis.inference_sweep`` sets it)."""
+    ``analysis.inference_sweep`` sets it). A hit rate gets its 95 % binomial band (rate +- 1.96
+    SE) over the ``n_users`` evaluated users (default: the sweep's ``users`` column), shaded
+    around each curve: two settings whose bands overlap may differ by chance. The legend sits
+    below the panels; ``mark`` = (s, K) draws a dotted line at that setting."""
     if axes is None:
-        _, axes = subplots(1, 2, figsize=(10, 3.2))
+        _, axes = subplots(1, 2, figsize=(10, 3.9))
+    fig = axes[0].figure
     T = sweep["start_step"].max()
     one = sweep[sweep["steps"] == 1].sort_values("start_step")
     many = sweep[sweep["start_step"] == T].sort_values("steps")
     label = _metric_label(sweep, metric)
+    if n_users is None and "users" in sweep:
+        n_users = int(sweep["users"].iloc[0])
+    band = metric.startswith("hr@") and n_users is not None
     top = 1.15 * sweep[metric].max()
-    axes[0].plot(one["start_step"], one[metric], "o-")
+    handles = []
+    for ax, rows, x in ((axes[0], one, "start_step"), (axes[1], many, "steps")):
+        (line,) = ax.plot(rows[x], rows[metric], "o-", color="C0")
+        if band:
+            low, high = binomial_band(rows[metric].to_numpy(), n_users)
+            patch = ax.fill_between(rows[x], low, high, color="C0", alpha=0.15, lw=0)
+            top = max(top, 1.05 * high.max())
+    handles += [line] + ([patch] if band else [])
+    line.set_label(label.replace(" (higher is better)", ""))
+    if band:
+        patch.set_label(f"95 % binomial band ($\\pm 1.96$ SE, {n_users} users)")
     axes[0].set(xlabel=r"start step $s$ ($h_s \sim \mathcal{N}(0, I)$, one step to $\hat h_0$)", ylabel=label,
                 title=r"predicting $h_0$ directly from step $s$", ylim=(0, top))
-    axes[1].plot(many["steps"], many[metric], "o-")
     axes[1].set(xscale="log", xlabel=f"reverse steps $K$ from $s$ = {T}", ylabel=label, title="more steps",
                 ylim=(0, top))
     twin = axes[1].twinx()
-    twin.plot(many["steps"], many["seconds"], "s:", color="0.5")
+    handles += twin.plot(many["steps"], many["seconds"], "s:", color="0.5", label="seconds to score all users")
     twin.set_ylabel("seconds to score all users", color="0.5")
     twin.set_ylim(0, None)
     twin.grid(False)                                   # one grid: the left axis's
@@ -116,8 +134,11 @@ def plot_inference_sweep(sweep: pd.DataFrame, metric: str = "hr@10", mark=None, 
             axes[0].axvline(s, color="C3", ls=":")
         if s == T:
             axes[1].axvline(n, color="C3", ls=":")
-    axes[0].figure.tight_layout()
-    return axes[0].figure
+        handles.append(Line2D([], [], color="C3", ls=":", label=f"chosen: s = {s}, K = {n}"))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))              # the legend's room, below the panels
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0), ncol=len(handles),
+               frameon=False, fontsize=LEGEND_FONTSIZE)
+    return fig
 
 
 def draw_inference(model, data, user: int, start_step: int | None = None, inference_steps: int | None = None,

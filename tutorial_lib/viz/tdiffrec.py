@@ -45,10 +45,15 @@ def plot_interest_drift(data, truth, user: int, ax=None):
 def draw_time_weights(model, data, user: int, w_min: float = 0.1, w_max: float = 1.0,
                       truth=None, k: int = 20):
     """Static twin of ``time_weight_explorer``: the user's weights w_m (left) and, for that
-    weighted input, which interest the model's top-k recommendations belong to (right)."""
+    weighted input, which interest the model's top-k recommendations belong to (right).
+
+    With ``truth`` the bars of both panels are coloured by interest, and a legend right of the
+    panels names the colours (interest 1 is the early one, the last the late one)."""
+    from matplotlib.patches import Patch
+
     from ..models.tdiffrec import time_weights
 
-    fig, (ax_w, ax_r) = subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax_w, ax_r) = subplots(1, 2, figsize=(12.5, 3.4), gridspec_kw={"width_ratios": [3, 2]})
     try:
         weights = time_weights(data, w_min, w_max)
     except ValueError as err:          # e.g. w_min > w_max from the sliders: say why
@@ -67,8 +72,23 @@ def draw_time_weights(model, data, user: int, w_min: float = 0.1, w_max: float =
     counts = counts.reindex(_label_order(truth), fill_value=0)
     ax_r.barh(counts.index[::-1], counts.values[::-1], color=[_color(n) for n in counts.index[::-1]])
     ax_r.set(xlabel=f"items among the top {k}", title="what the model recommends")
-    fig.tight_layout()
+    if truth is None:
+        fig.tight_layout()
+        return fig
+    fig.tight_layout(rect=(0, 0, 0.83, 1))                  # the legend's room, right of the panels
+    fig.legend(handles=[Patch(color=_color(label), label=_legend_label(label, truth))
+                        for label in _label_order(truth)],
+               title="bar colour", loc="center left", bbox_to_anchor=(0.83, 0.5), frameon=False,
+               fontsize=LEGEND_FONTSIZE)
     return fig
+
+
+def _legend_label(label: str, truth) -> str:
+    """'interest 1' -> 'interest 1 (early)', the last interest '(late)', 'other' spelled out."""
+    if label == "other":
+        return "outside the user's\ninterests"
+    k, K = int(label.split()[-1]), truth.user_clusters.shape[1]
+    return label + (" (early)" if k == 1 else " (late)" if k == K else "")
 
 
 def _label_order(truth) -> list[str]:
