@@ -90,7 +90,7 @@ LGRID = [
     ({"T": 10}, {}),                                   # 15: fewer steps
 ]
 
-# T-DiffRec: DiffRec's setting on time-weighted rows; the paper's ML-1M range of w_min (w_max = 1).
+# T-DiffRec: DiffRec's setting on time-weighted rows; the paper's range of w_min, 0.1 to 0.5 (w_max = 1).
 # Entry 0 is the recipe's (reproduce.py tdiffrec). --family ltdiffrec runs the same w_min values on
 # L-DiffRec's recipe (LGRID entry 2's clusters), entry 0 being reproduce.py ltdiffrec.
 TGRID = [({"w_min": w}, {}) for w in (0.1, 0.2, 0.3, 0.4, 0.5)]

@@ -19,7 +19,7 @@ w_min), and the binary row x_u in {0, 1}^I is replaced by the weighted row
 
 As in the released code, :math:`\bar x_u` is the x_0 the diffusion is trained on *and*
 the input of the reverse chain at inference; the metrics still mask the binary history.
-The paper's ML-1M range is w_min in 0.1..0.5 with w_max = 1.
+The paper tunes w_min in 0.1..0.5 with w_max = 1 (the released checkpoints: 0.1 on Amazon-Book, 0.5 on Yelp).
 
 Chronological order: ``data.sequences`` (the per-user train items in time order; on
 DiffRec's released files that is the row order of ``train_list.npy``), re-sorted by
@@ -105,7 +105,7 @@ class TimeWeights:
 
 
 class TDiffRec(DiffRec):
-    """DiffRec trained and queried on time-weighted rows (the paper's ML-1M range: w_min 0.1-0.5)."""
+    """DiffRec trained and queried on time-weighted rows (the paper tunes w_min in 0.1-0.5)."""
 
     def __init__(self, n_items: int, w_min: float = 0.1, w_max: float = 1.0, **diffrec_kwargs):
         if "input_fn" in diffrec_kwargs:
