@@ -32,6 +32,8 @@ DEFAULT_VARIANT = {"tdiffrec": {"w_min": 0.1}, "ltdiffrec": {"w_min": 0.1}}
 VARIANT_LABELS = {("item_emb", "authors"): "the authors' item embeddings",
                   ("w_min", 0.4): "w_min 0.4 (chosen on validation)",
                   ("w_min", 0.1): "w_min 0.1 (the release's example)"}
+# (model, variant key) -> the model's name in that variant's rows
+VARIANT_NAMES = {("ease", "w_min"): "EASE on T-DiffRec's time-weighted rows"}
 DATASETS = {                       # dataset -> (its two metrics, how they are shown)
     "ml-1m_clean": (("recall@20", "ndcg@20"), "Recall@20 / NDCG@20"),
     "amazon_beauty": (("hr@10", "ndcg@10"), "HR@10 / NDCG@10 (×100)"),
@@ -130,7 +132,8 @@ def leaderboard(runs: list[dict]) -> list[dict]:
         seconds = [r["seconds"] for r in group if r["seconds"] is not None]
         pub = PUBLISHED.get((dataset, model), {})
         rows.append({"dataset": dataset, "model": model, "variant": dict(variant),
-                     "name": NAMES.get(model, model) + "".join(
+                     "name": next((VARIANT_NAMES[model, k] for k, _ in variant if (model, k) in VARIANT_NAMES),
+                                  NAMES.get(model, model)) + "".join(
                          ", " + VARIANT_LABELS.get((k, v), f"{k} {v}") for k, v in variant),
                      "seeds": [r["seed"] for r in group],
                      "mean": {k: statistics.mean(v) for k, v in values.items()},

@@ -71,6 +71,9 @@ def test_new_lines_land_in_their_rows_without_code_changes(tmp_path):
     assert gcn[3] == "0.1300 ± 0.0141 / 0.0900 ± 0.0000" and gcn[4] == "2"
     assert _row(table, "ml-1m_clean", "L-DiffRec, the authors' item embeddings")[3] == "0.1700 / 0.1100"
     assert _row(table, "ml-1m_clean", "L-DiffRec")[4] == "5"          # ours stays its own row
+    # EASE on time-weighted rows is named as such, beside the plain EASE row
+    weighted = _row(table, "ml-1m_clean", "EASE on T-DiffRec's time-weighted rows, w_min 0.4 (chosen on validation)")
+    assert weighted[3] == "0.2016 / 0.1334" and _row(table, "ml-1m_clean", "EASE")[3] == "0.1816 / 0.1165"
     # a reproduce.py line replaces the sweep line of the same row and seed
     headline = _row(table, "ml-1m_clean", "T-DiffRec, w_min 0.4 (chosen on validation)")
     assert headline[4] == "3" and not headline[3].startswith("0.1893")
