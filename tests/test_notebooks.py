@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -43,15 +44,25 @@ def run_notebook(path: Path, durations: dict) -> dict:
     """Execute once per session (FAST=True); return the recorded values."""
     from papermill.exceptions import PapermillExecutionError
 
+    from nbclient.exceptions import DeadKernelError
+
     if path.stem not in _executed:
         out = BUILD / path.name
-        try:
-            durations[path.stem] = execute(path, out, timeout=NOTEBOOK_TIMEOUT)
-        except PapermillExecutionError as err:
-            source = "\n".join("    " + line for line in err.source.splitlines())
-            pytest.fail(f"{path.name}: cell {err.cell_index} (In [{err.exec_count}]) raised "
-                        f"{err.ename}: {err.evalue}\n{source}\nexecuted copy: {out}",
-                        pytrace=False)
+        for attempt in (1, 2):
+            try:
+                durations[path.stem] = execute(path, out, timeout=NOTEBOOK_TIMEOUT)
+                break
+            except PapermillExecutionError as err:
+                source = "\n".join("    " + line for line in err.source.splitlines())
+                pytest.fail(f"{path.name}: cell {err.cell_index} (In [{err.exec_count}]) raised "
+                            f"{err.ename}: {err.evalue}\n{source}\nexecuted copy: {out}",
+                            pytrace=False)
+            except (TimeoutError, DeadKernelError) as err:
+                # a kernel that stops answering (seen on loaded machines: a ZMQ send error in the
+                # kernel, then silence) gets one more run; a notebook that hangs twice fails
+                if attempt == 2:
+                    raise
+                warnings.warn(f"{path.name}: {type(err).__name__}: {err}; executing it once more")
         _executed[path.stem] = read_notebook(out)
     return _executed[path.stem]
 
@@ -409,7 +420,7 @@ def test_records_08(notebook_durations):
     assert all(r["change_%"] == 0 for r in rec["robustness_synthetic"] if r["share"] == 0)
     # noise robustness: ML-1M's recorded results (benchmarks/noise_robustness.jsonl) decide 5a; the
     # research log's popular false positives, 5b (DiffRec -17.8 % against Mult-VAE's -13.0 % at 20 %)
-    assert "ML-1M" in verdicts["5a"]["data"] and "DiffRec 3, EASE 3, Mult-VAE 3" in verdicts["5a"]["data"]
+    assert "ML-1M" in verdicts["5a"]["data"] and "CFGAN 3, DiffRec 3, EASE 3, Mult-VAE 3" in verdicts["5a"]["data"]
     assert verdicts["5a"]["verdict"] == "inconclusive" and "DiffRec -2.5 %, EASE -1.1 %" in verdicts["5a"]["number"]
     # claim 4 on ML-1M's recorded clean runs (3 seeds; Mult-VAE 2): CFGAN's lists concentrate, Mult-VAE's spread
     exposure = rec["exposure_ml1m"]
