@@ -309,7 +309,7 @@ def test_notebook_explorers_in_jupyterlab(tmp_path, name, slider_label, key, ove
 FIGURE_NOTEBOOKS = [
     ("00_recommendation_as_denoising.ipynb", "", 2),
     ("02_forward_reverse_elbo.ipynb", "", 6),
-    ("04_l_diffrec.ipynb", "EPOCHS = 3\nLIGHTGCN_EPOCHS = 2", 4),
+    ("04_l_diffrec.ipynb", "EPOCHS = 3\nLIGHTGCN_EPOCHS = 2\nFAIR_EPOCHS = 5", 4),
 ]
 
 
