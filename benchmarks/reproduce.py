@@ -33,12 +33,14 @@ FAMILIES = {
     "popularity": "diffrec", "ease": "diffrec", "multivae": "diffrec", "diffrec": "diffrec",
     "ldiffrec": "ldiffrec", "tdiffrec": "ldiffrec", "ltdiffrec": "ldiffrec",
     "sasrec": "sequential", "diffurec": "sequential", "seqdiffrec": "seqdiffrec", "cfgan": "cfgan",
+    "lightgcn": "lightgcn",
 }
 SEQUENTIAL = ("sequential", "seqdiffrec")          # the families that run in pieces
 # family -> the data sets its recipes read; the first is the default
 DATASETS = {"diffrec": ("ml-1m_clean", "synthetic"), "ldiffrec": ("ml-1m_clean", "synthetic"),
             "sequential": ("amazon_beauty", "synthetic"), "seqdiffrec": ("amazon_beauty", "synthetic"),
-            "cfgan": ("ml-1m_clean", "synthetic")}
+            "cfgan": ("ml-1m_clean", "synthetic"),
+            "lightgcn": ("ml-1m_clean", "synthetic")}
 # data set -> the file that must exist under the data folder (tutorial_lib.datasets.RELEASES
 # says where each paper released it)
 NEEDED = {"ml-1m_clean": "ml-1m_clean/train_list.npy", "amazon_beauty": "amazon_beauty/dataset.pkl"}

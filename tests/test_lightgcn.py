@@ -136,3 +136,22 @@ def test_the_model_module_does_not_import_the_training_loop():
     code = "import sys, tutorial_lib.models.lightgcn; print('tutorial_lib.train' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fast_lightgcn_gives_the_plain_loss_and_gradient(synthetic):
+    # FastLightGCN multiplies by the graph with SciPy and uses the same product for the
+    # backward (the graph is symmetric): loss and gradient equal the plain model's
+    from tutorial_lib.models.lightgcn_fast import FastLightGCN
+
+    data, _ = synthetic
+    torch.manual_seed(0)
+    plain = LightGCN(data, dim=8, layers=3)
+    fast = FastLightGCN(data, dim=8, layers=3)
+    fast.load_state_dict(plain.state_dict())
+    batch = next(plain.batches(data, 256, torch.Generator().manual_seed(0)))
+    plain.loss(batch).backward()
+    loss = fast.loss(batch)
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), plain.loss(batch).detach())
+    torch.testing.assert_close(fast.embedding.weight.grad, plain.embedding.weight.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fast.score(data, [0, 5]), plain.score(data, [0, 5]), rtol=1e-5, atol=1e-6)

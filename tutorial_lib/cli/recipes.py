@@ -43,6 +43,13 @@ CFGAN_ML1M_TRAIN = dict(lr=3e-3, batch_size=64)
 CFGAN_SYNTHETIC = dict(g_hidden=(128,), d_hidden=(64,), s_zr=0.5, s_pm=0.5, alpha=1.0)
 CFGAN_SYNTHETIC_TRAIN = dict(lr=3e-3, batch_size=64)
 
+# ---- LightGCN (He et al., SIGIR 2020) as a recommender, tuned on ML-1M validation
+# (benchmarks/recipes/lightgcn.py; L-DiffRec's clusters use the short LIGHTGCN run above)
+LIGHTGCN_ML1M = dict(dim=64, layers=3, reg=1e-4)
+LIGHTGCN_ML1M_TRAIN = dict(lr=1e-2, batch_size=8192)
+LIGHTGCN_SYNTHETIC = dict(dim=32, layers=3, reg=1e-4)
+LIGHTGCN_SYNTHETIC_TRAIN = dict(lr=1e-2, batch_size=512)
+
 # ---- DiffuRec (Li, Sun & Li, TOIS 2023), SASRec, SeqDiffRec (Du et al.) on Amazon Beauty
 DIFFUREC = dict(hidden=128, max_len=50, n_blocks=4, heads=4, dropout=0.1, emb_dropout=0.3, T=32,
                 schedule="trunc-linear", lambda_mean=0.001, lambda_std=0.001, lr_decay_step=100)
@@ -172,6 +179,11 @@ def _cfgan(n_items, s, data, seed, device):
     return CFGAN(n_items, **s)
 
 
+def _lightgcn(n_items, s, data, seed, device):
+    from ..models.lightgcn_fast import FastLightGCN
+    return FastLightGCN(data, **s)
+
+
 def _sasrec(n_items, s, data, seed, device):
     from ..models.sasrec import SASRec
     return SASRec(n_items, **s)
@@ -213,6 +225,9 @@ RECIPES = {
     "cfgan": Recipe("rows", _cfgan, CFGAN_ML1M, dict(DIFFREC_TRAIN, **CFGAN_ML1M_TRAIN), CFGAN_SYNTHETIC,
                     dict(DIFFREC_TRAIN, **CFGAN_SYNTHETIC_TRAIN),
                     source="Chae et al. 2018; ZR share, alpha and lr chosen on ML-1M validation"),
+    "lightgcn": Recipe("rows", _lightgcn, LIGHTGCN_ML1M, dict(DIFFREC_TRAIN, **LIGHTGCN_ML1M_TRAIN),
+                       LIGHTGCN_SYNTHETIC, dict(DIFFREC_TRAIN, **LIGHTGCN_SYNTHETIC_TRAIN), optimizer="adam",
+                       source="He et al. 2020; BPR, lr, batch and reg chosen on ML-1M validation"),
     "sasrec": Recipe("sequential", _sasrec, SASREC, SASREC_TRAIN, FAST_SASREC, FAST_SASREC_TRAIN,
                      optimizer="adam", eval_batch_size=1024, source="Kang & McAuley 2018, sparse Amazon data"),
     "diffurec": Recipe("sequential", _diffurec, DIFFUREC, DIFFUREC_TRAIN, FAST_DIFFUREC, FAST_TRAIN,
@@ -222,7 +237,8 @@ RECIPES = {
                          source="Du et al. 2023 with DiffuRec's budget"),
 }
 # data-parallel training (torchrun): the models whose every update is one loss.backward()
-# (CFGAN steps its discriminator inside loss(); the closed forms have nothing to train)
+# (CFGAN steps its discriminator inside loss(); the closed forms have nothing to train;
+# LightGCN propagates over the whole graph at every step and has not been run under torchrun)
 PARALLEL = ("multivae", "diffrec", "tdiffrec", "ldiffrec", "ltdiffrec", "sasrec", "diffurec", "seqdiffrec")
 
 
