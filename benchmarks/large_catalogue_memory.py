@@ -77,7 +77,7 @@ def one_row(model_name: str, n_users: int, n_items: int, out: Path, budget: int)
 
 
 def main(argv=None) -> list[dict]:
-    from tutorial_lib.distributed import SCORE_BUDGET
+    from tutorial_lib.recommend import SCORE_BUDGET
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, nargs="+", default=[500, 1000, 2000, 4000])

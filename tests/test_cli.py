@@ -435,7 +435,7 @@ def test_resume_on_other_data_or_settings_is_refused_in_one_line(tmp_path, capsy
 
 
 def test_resume_of_a_file_that_does_not_record_its_data_checks_the_shapes(tmp_path, capsys):
-    """A checkpoint fit wrote before the command could record its data (a killed run): resumed
+    """A checkpoint without a record of its data (fit called without checkpoint_info): resumed
     when its weights fit, with a line saying the data is not checked; refused when they do not."""
     import torch
 

@@ -157,6 +157,23 @@ def test_checkpoint_resume_matches_an_uninterrupted_run(blocks, tmp_path):
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
 
 
+def test_every_checkpoint_records_checkpoint_info(blocks, tmp_path):
+    # a run killed between two saves (SIGKILL: no handler runs) leaves the last save; it must
+    # already say what built the model and on which data, so --resume can check it
+    info = {"model": "toy", "n_users": N_USERS, "data_fingerprint": "abc"}
+    model, seen = new_model(), []
+
+    def look(epoch):                     # the file as a kill after this epoch would leave it
+        if (tmp_path / "c.pt").exists():
+            seen.append((epoch, torch.load(tmp_path / "c.pt", weights_only=True).get("recipe")))
+    model.on_epoch_end = look
+    fit(model, blocks, epochs=3, lr=0.05, checkpoint=tmp_path / "c.pt", checkpoint_info=info, **FAST)
+    assert seen == [(2, info), (3, info)]
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["recipe"] == info
+    fit(new_model(), blocks, epochs=1, lr=0.05, checkpoint=tmp_path / "d.pt", **FAST)
+    assert "recipe" not in torch.load(tmp_path / "d.pt", weights_only=True)
+
+
 def test_an_interrupted_fit_keeps_the_best_weights_and_the_history(blocks, tmp_path, capsys):
     # the notebook's stop button raises KeyboardInterrupt mid-epoch: the exception goes on up
     # (a "run all" stops), but the model holds the best weights so far, in eval mode, and the

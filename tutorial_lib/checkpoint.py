@@ -4,7 +4,7 @@
 
     {"model": state dict (CPU tensors), "best_model": state dict or None, "optimizer": ...,
      "epoch": int, "step": int, "history": History.to_dict(), "rng": rng_state(generator),
-     "finished": bool}
+     "finished": bool, "recipe": dict (only when fit was given ``checkpoint_info``)}
 
 Everything in it is a tensor, a container or a plain number, so :func:`load` reads it with
 ``torch.load(weights_only=True)``, which runs no code from the file.
@@ -83,11 +83,13 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
 
 
 def save_training(path, model, best_model: dict | None, optimizer, generator: torch.Generator,
-                  epoch: int, step: int, history: dict, finished: bool) -> None:
-    """Write the state of a training run after ``epoch`` (the layout in the module docstring)."""
-    save(path, {"model": cpu_state_dict(model), "best_model": best_model,
-                "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                "history": history, "rng": rng_state(generator), "finished": finished})
+                  epoch: int, step: int, history: dict, finished: bool, recipe: dict | None = None) -> None:
+    """Write the state of a training run after ``epoch`` (the layout in the module docstring);
+    ``recipe``, when given, is stored with it (what built the model, on which data)."""
+    state = {"model": cpu_state_dict(model), "best_model": best_model,
+             "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+             "history": history, "rng": rng_state(generator), "finished": finished}
+    save(path, state if recipe is None else {**state, "recipe": recipe})
 
 
 def load_training(path, model, optimizer, generator: torch.Generator) -> dict:

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-SCORE_BUDGET = 2**26            # floats in one (users, items) score chunk: 256 MB in float32
+from .recommend import SCORE_BUDGET   # floats in one (users, items) score chunk
 
 
 def world() -> tuple[int, int]:

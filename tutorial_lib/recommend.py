@@ -24,6 +24,9 @@ from .metrics import top_items
 from .utils import eval_mode
 
 EXCLUDE = ("seen", "train", None)
+# the most floats one (users, items) block of scores may hold: 256 MB in float32. Scoring in
+# chunks (the CLI, torchrun's evaluation, the training-row models) keeps under it.
+SCORE_BUDGET = 2**26
 
 
 def raw_ids(id_map: dict | None, n: int) -> np.ndarray:

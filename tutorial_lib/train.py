@@ -117,6 +117,7 @@ class _Run:
     step: int = 0
     saved_epoch: int | None = None          # the epoch of the checkpoint this run can resume from
     parallel: object | None = None          # a distributed.DataParallel: this rank's share of the work
+    info: dict | None = None                # written into every checkpoint as its "recipe"
 
     def resume(self) -> int:
         """Load the checkpoint at ``path``; return the first epoch still to train."""
@@ -188,7 +189,7 @@ class _Run:
         """Write the checkpoint after ``epoch`` (layout: :mod:`tutorial_lib.checkpoint`); rank 0 only."""
         if self.parallel is None or self.parallel.is_main:
             ckpt.save_training(self.path, self.model, self.best_state, self.optimizer, self.generator,
-                               epoch, self.step, self.history.to_dict(), finished)
+                               epoch, self.step, self.history.to_dict(), finished, recipe=self.info)
         self.saved_epoch = epoch
 
 
@@ -205,7 +206,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
         eval_batch_size: int = 1024, mask_history: bool = True, test: bool | str = "best",
         checkpoint: str | os.PathLike | None = None, resume: bool = False,
         time_limit: float | None = None, device="auto", seed: int = 0,
-        progress: bool | int = True, parallel=None) -> History:
+        progress: bool | int = True, parallel=None, checkpoint_info: dict | None = None) -> History:
     """Train ``model`` on ``data`` with early stopping on ``metric``; return the History.
 
     Args:
@@ -235,6 +236,9 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
             epochs (epoch, training seconds, loss, metric: a log without bars); False: silent.
         parallel: a :class:`tutorial_lib.distributed.DataParallel` (``torchrun``: batches and
             evaluation shared among processes, checkpoints from rank 0), or None.
+        checkpoint_info: a dict of plain values written into every checkpoint as its
+            ``"recipe"`` (what built the model and on which data: ``diffrec-tutorial`` checks it
+            on ``--resume``, so even a run killed mid-way leaves a checkable file).
     Returns:
         a :class:`History`; ``model`` ends with the best validation weights loaded, in eval mode.
         That holds when the run is interrupted too (Ctrl-C, the notebook's stop button, an
@@ -249,7 +253,7 @@ def fit(model: torch.nn.Module, data, *, epochs: int, lr: float = 1e-3,
     run = _Run(model, data, _make_optimizer(model, optimizer, lr, weight_decay),
                torch.Generator().manual_seed(seed), dev, History(device=str(dev), metric=metric),
                epochs, patience, ks, eval_batch_size, mask_history, test,
-               None if checkpoint is None else Path(checkpoint), parallel=parallel)
+               None if checkpoint is None else Path(checkpoint), parallel=parallel, info=checkpoint_info)
     started = time.perf_counter()
     start = run.resume() if resume and run.path.exists() else 1
     log_every = None if isinstance(progress, bool) else int(progress)

@@ -50,7 +50,7 @@ def _positive_int(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from ..distributed import SCORE_BUDGET
+    from ..recommend import SCORE_BUDGET
 
     p = argparse.ArgumentParser(prog="diffrec-tutorial", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,17 +174,7 @@ def train(args) -> dict:
     else:
         if args.resume:
             run.check_resume(Path(args.checkpoint), resumed, model)
-        try:
-            result, model = run.trained(recipe, model, data, settings, args, dev)
-        except BaseException:                      # Ctrl-C, an error: the file fit wrote says its data
-            if main and Path(args.checkpoint).exists():
-                try:
-                    run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
-                except Exception:                  # never hide the error that stopped the run
-                    pass
-            raise
-        if main:
-            run.add_recipe_to_checkpoint(Path(args.checkpoint), info)
+        result, model = run.trained(recipe, model, data, settings, args, dev, info)   # every save records info
     outputs = {"checkpoint": str(args.checkpoint)}
     recommend = args.recommend is not None
     if args.refit and result.get("paused"):
@@ -193,12 +183,8 @@ def train(args) -> dict:
     elif args.refit:
         everything = inputs.load_everything(Path(args.data), args, recipe.family, data)
         left = None if args.time_limit is None else max(args.time_limit - (time.perf_counter() - start), 1e-3)
-        outputs["refit"], model = run.refit(args.model, recipe, settings, everything, result, args, dev, left)
+        outputs["refit"], model = run.refit(args.model, recipe, settings, everything, result, args, dev, left, info)
         data = everything
-        if main:
-            run.add_recipe_to_checkpoint(Path(outputs["refit"]["checkpoint"]),
-                                         {**info, **run.data_record(everything),
-                                          "refit": {k: outputs["refit"][k] for k in ("epochs", "interactions")}})
         if outputs["refit"].get("paused"):
             run.say("paused in the refit: --resume goes on; --recommend waits for it")
             recommend = False

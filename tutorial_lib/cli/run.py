@@ -20,7 +20,7 @@ import torch
 
 from .. import checkpoint as ckpt
 from .. import distributed
-from ..recommend import raw_ids
+from ..recommend import SCORE_BUDGET, raw_ids
 from .inputs import BadInput
 
 KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -130,14 +130,15 @@ def check_resume(path: Path, state: dict | None, model) -> None:
         if torch.is_tensor(a) != torch.is_tensor(b):
             raise BadInput(f"{path} holds a model of another make ({key!r} is in only one of them): {AFRESH}")
     if "data_fingerprint" not in (state.get("recipe") or {}):
-        say(f"{path} does not record the data it was trained on (a run stopped before it could "
-            "write it): resuming without checking that the data is the same")
+        say(f"{path} does not record the data it was trained on (fit wrote it without "
+            "checkpoint_info): resuming without checking that the data is the same")
 
 
 # ---- trained models
 
-def trained(recipe, model, data, settings, args, dev) -> tuple[dict, object]:
-    """``train.fit`` with the recipe (shared among the torchrun processes); (result line, model)."""
+def trained(recipe, model, data, settings, args, dev, info: dict | None = None) -> tuple[dict, object]:
+    """``train.fit`` with the recipe (shared among the torchrun processes); (result line, model).
+    ``info`` (model name, settings, :func:`data_record`) goes into every checkpoint fit writes."""
     from ..train import fit
 
     _, train = recipe.split(settings)
@@ -154,7 +155,7 @@ def trained(recipe, model, data, settings, args, dev) -> tuple[dict, object]:
                 eval_batch_size=eval_batch, device=dev, seed=args.seed,
                 progress=(args.log_every or not args.no_progress) if main else False,
                 checkpoint=args.checkpoint, resume=args.resume, time_limit=args.time_limit,
-                parallel=parallel, **protocol)
+                parallel=parallel, checkpoint_info=info, **protocol)
         timing = {"best_epoch": h.best_epoch, "epochs": h.epochs, "train_seconds": round(h.train_seconds, 2)}
         if not sequential:
             return {**{k: round(h.best_test[k], 4) for k in KEYS},
@@ -206,11 +207,13 @@ def refit_path(checkpoint) -> Path:
     return path.with_name(f"{path.stem}.refit{path.suffix}")
 
 
-def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> tuple[dict, object]:
+def refit(name, recipe, settings, data, result, args, dev, time_limit=None,
+          info: dict | None = None) -> tuple[dict, object]:
     """The recipe's model trained afresh on ``data`` (every interaction in train) for the
     evaluated run's best epoch count, without evaluation (EASE: its chosen lambda; popularity:
     the counts); (what the result line says of it, the model). Seeded as the evaluated run;
-    the checkpoint goes to :func:`refit_path`."""
+    the checkpoint goes to :func:`refit_path` and records ``info`` with this data's
+    :func:`data_record` and the refit's epochs and interactions."""
     from ..models.ease import EASE
     from ..train import fit
     from ..utils import seed_everything
@@ -220,6 +223,8 @@ def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> t
     model_settings, train = recipe.split(settings)
     model = recipe.build(data.n_items, model_settings, data, args.seed, dev)
     said = {"checkpoint": str(path), "interactions": data.train.nnz}
+    epochs = 0 if recipe.family == "closed" else result["best_epoch"] or result["epochs"]
+    info = {**(info or {}), **data_record(data), "refit": {"epochs": epochs, "interactions": data.train.nnz}}
     main = distributed.world()[0] == 0
     if recipe.family == "closed":
         say(f"refit: {name} fitted on all {data.train.nnz:,} interactions"
@@ -227,9 +232,8 @@ def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> t
         model = EASE(result["lambda"]).fit(data) if name == "ease" else model.fit(data)
         if main:
             state = {k: v for k, v in vars(model).items() if torch.is_tensor(v) or isinstance(v, (int, float))}
-            ckpt.save(path, {"model": state})
+            ckpt.save(path, {"model": state, "recipe": info})
         return {**said, "epochs": 0, "train_seconds": round(time.perf_counter() - start, 2)}, model
-    epochs = result["best_epoch"] or result["epochs"]
     say(f"refit: {name} trained afresh on all {data.train.nnz:,} interactions for {epochs} epoch{'s' * (epochs != 1)} "
         f"(the best on validation), no evaluation")
     if args.resume:
@@ -239,7 +243,8 @@ def refit(name, recipe, settings, data, result, args, dev, time_limit=None) -> t
         h = fit(model, data, epochs=epochs, lr=train.get("lr", 1e-3), weight_decay=train.get("weight_decay", 0.0),
                 batch_size=train["batch_size"], optimizer=recipe.optimizer, eval_every=None, patience=None,
                 device=dev, seed=args.seed, progress=(args.log_every or not args.no_progress) if main else False,
-                checkpoint=path, resume=args.resume, time_limit=time_limit, parallel=parallel)
+                checkpoint=path, resume=args.resume, time_limit=time_limit, parallel=parallel,
+                checkpoint_info=info)
     return {**said, "epochs": epochs, "train_seconds": round(h.train_seconds, 2), "paused": h.paused}, model
 
 
@@ -250,7 +255,7 @@ def raw_user_ids(data) -> np.ndarray:
     return raw_ids(data.user_map, data.n_users)
 
 
-def write_recommendations(model, data, k: int, out: Path, budget: int = distributed.SCORE_BUDGET,
+def write_recommendations(model, data, k: int, out: Path, budget: int = SCORE_BUDGET,
                           batch_size: int = 1024) -> int:
     """Top-``k`` unseen items of every user, in raw ids, to the CSV ``out``: the frames of
     :func:`~tutorial_lib.recommend.recommend` (user, rank, item, score), written to a temporary
@@ -278,13 +283,6 @@ def write_recommendations(model, data, k: int, out: Path, budget: int = distribu
         tmp.unlink(missing_ok=True)
         raise
     return rows
-
-
-def add_recipe_to_checkpoint(path: Path, info: dict) -> None:
-    """Add what built the model (name, settings, data) to ``fit``'s checkpoint, atomically."""
-    state = ckpt.load(path)
-    state["recipe"] = info
-    ckpt.save(path, state)
 
 
 def processor(device: str) -> str:

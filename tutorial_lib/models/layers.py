@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import user_ids
-from ..distributed import SCORE_BUDGET
+from ..recommend import SCORE_BUDGET
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
