@@ -5,8 +5,8 @@
 
 Each user's training row gets round(share * n_u) random items the user never interacted with
 (``tutorial_lib.analysis.robustness``); validation (early stopping, EASE's lambda) and test stay
-clean. The models are the recipes of benchmarks/recipes/ (diffrec.py, cfgan.py) with their
-ML-1M settings. Appends one JSON line per (share, model, seed) to ``--out`` as it goes; each
+clean. The models are the recipes of benchmarks/recipes/ (diffrec.py, cfgan.py, lightgcn.py) with
+their ML-1M settings (LightGCN's graph is built from the noisy training rows). Appends one JSON line per (share, model, seed) to ``--out`` as it goes; each
 line also holds the catalogue coverage@20 and the Gini index of exposure of the model's test
 top-20 lists (``tutorial_lib.beyond_accuracy``), which notebook 08's claim 4 reads.
 """
@@ -24,12 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recipes.cfgan import ML1M, ML1M_TRAIN  # noqa: E402
 from recipes.diffrec import DIFFREC, EPOCHS, LAMBDAS, MULTIVAE, MULTIVAE_TRAIN  # noqa: E402
+from recipes.lightgcn import ML1M as LIGHTGCN, ML1M_TRAIN as LIGHTGCN_TRAIN  # noqa: E402
 from tutorial_lib import beyond_accuracy as ba  # noqa: E402
 from tutorial_lib.analysis.robustness import SHARES, noise_robustness  # noqa: E402
 from tutorial_lib.datasets import load_course_data  # noqa: E402
 from tutorial_lib.models.cfgan import CFGAN  # noqa: E402
 from tutorial_lib.models.diffrec_fast import FastDiffRec  # noqa: E402
 from tutorial_lib.models.ease import EASE  # noqa: E402
+from tutorial_lib.models.lightgcn_fast import FastLightGCN  # noqa: E402
 from tutorial_lib.models.multivae import MultiVAE  # noqa: E402
 from tutorial_lib.models.popularity import Popularity  # noqa: E402
 from tutorial_lib.train import fit  # noqa: E402
@@ -52,7 +54,8 @@ def trainers(device: str, epochs: int) -> dict:
             "ease": lambda data, seed: EASE.tune(data, LAMBDAS, progress=False)[0],
             "diffrec": trained(lambda d: FastDiffRec(d.n_items, **DIFFREC), lr=1e-3, batch_size=400),
             "multivae": trained(lambda d: MultiVAE(d.n_items, **MULTIVAE), **MULTIVAE_TRAIN),
-            "cfgan": trained(lambda d: CFGAN(d.n_items, **ML1M), **ML1M_TRAIN)}
+            "cfgan": trained(lambda d: CFGAN(d.n_items, **ML1M), **ML1M_TRAIN),
+            "lightgcn": trained(lambda d: FastLightGCN(d, **LIGHTGCN), optimizer="adam", **LIGHTGCN_TRAIN)}
 
 
 def lists_measures(model, data, k: int = 20) -> dict:

@@ -210,3 +210,16 @@ def test_benchmarks_are_short_and_tell_no_history():
         found = re.findall(r"\bsessions?\b|\bwe tried\b|\b(?:first|second|third) round\b|\b20\d\d-\d\d-\d\d\b",
                            path.read_text(), flags=re.IGNORECASE)
         assert not found, f"{path.relative_to(ROOT)}: {found}"
+
+
+def test_noise_robustness_trains_every_model_it_names(synthetic):
+    # benchmarks/noise_robustness.py's trainers with the ML-1M settings, one epoch each on the
+    # synthetic world: each returns a model that scores every item
+    import noise_robustness
+
+    data, _ = synthetic
+    trainers = noise_robustness.trainers("cpu", epochs=1)
+    assert {"popularity", "ease", "diffrec", "multivae", "cfgan", "lightgcn"} <= set(trainers)
+    for name, train in trainers.items():
+        scores = train(data, 1).score(data, [0, 1], "test")
+        assert tuple(scores.shape) == (2, data.n_items) and torch.isfinite(torch.as_tensor(scores)).all(), name
