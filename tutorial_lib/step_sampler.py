@@ -7,6 +7,7 @@ still estimates the uniform average over steps (unbiased).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -64,11 +65,12 @@ class StepSampler:
         """Record losses (B,) of steps t (B,): each step keeps its last ``history`` values."""
         if self.method == "uniform":
             return
-        t = t.detach().cpu()
-        losses = losses.detach().cpu().to(torch.float64)
-        for step in torch.unique(t).tolist():
+        # NumPy views of the two tensors: the same loop, about 10x less overhead per tiny operation
+        history, count = self.loss_history.numpy(), self.count.numpy()
+        t = t.detach().cpu().numpy()
+        losses = losses.detach().cpu().to(torch.float64).numpy()
+        for step in np.unique(t):
             new = losses[t == step]
-            n = int(self.count[step])
-            merged = torch.cat([self.loss_history[step, :n], new])[-self.history:]
-            self.loss_history[step, :len(merged)] = merged
-            self.count[step] = len(merged)
+            merged = np.concatenate([history[step, :count[step]], new])[-self.history:]
+            history[step, :len(merged)] = merged
+            count[step] = len(merged)
