@@ -79,7 +79,8 @@ def main(argv=None):
 
     def write(row):
         line = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
-                "dataset": "ml-1m_clean", "device": args.device, "torch_threads": torch.get_num_threads(),
+                "dataset": "ml-1m_clean", "max_epochs": args.epochs, "device": args.device,
+                "torch_threads": torch.get_num_threads(),
                 "load_average_1m": round(os.getloadavg()[0], 2)}
         with open(args.out, "a") as f:
             f.write(json.dumps(line) + "\n")

@@ -45,7 +45,7 @@ CFGAN_SYNTHETIC_TRAIN = dict(lr=3e-3, batch_size=64)
 
 # ---- LightGCN (He et al., SIGIR 2020) as a recommender, tuned on ML-1M validation
 # (benchmarks/recipes/lightgcn.py; L-DiffRec's clusters use the short LIGHTGCN run above)
-LIGHTGCN_ML1M = dict(dim=64, layers=3, reg=1e-4)
+LIGHTGCN_ML1M = dict(dim=64, layers=3, reg=1e-3)
 LIGHTGCN_ML1M_TRAIN = dict(lr=1e-2, batch_size=8192)
 LIGHTGCN_SYNTHETIC = dict(dim=32, layers=3, reg=1e-4)
 LIGHTGCN_SYNTHETIC_TRAIN = dict(lr=1e-2, batch_size=512)
