@@ -22,7 +22,7 @@ GRID_EPOCHS epochs each). Lines in research/lightgcn_grid.jsonl; best validation
 (Seed 1's validation Recall@20 of the others: Mult-VAE 0.1121, DiffRec 0.1127.) The stronger L2
 weight wins but learns slowly: at 150 epochs its validation still creeps up, so the recipe's
 runs go on to their early stop. The release's own settings (lr 1e-3, batch 2048, up to 1000
-epochs) cost about 18 s an epoch on one CPU thread here; the grid keeps to settings a CPU
+epochs) cost FastLightGCN about 18 s an epoch on one CPU thread here; the grid keeps to settings a CPU
 finishes. The model is ``FastLightGCN`` (tutorial_lib/models/lightgcn_fast.py): the plain
 LightGCN with SciPy's sparse product on the CPU, the same numbers.
 """
