@@ -63,12 +63,13 @@ def test_a_changed_line_changes_the_table(tmp_path):
 def test_new_lines_land_in_their_rows_without_code_changes(tmp_path):
     base = {"dataset": "ml-1m_clean", "recall@10": 0.1, "ndcg@10": 0.08, "train_seconds": 10.0,
             "device": "cpu", "processor": "AMD EPYC", "epochs": 30}
-    new = [dict(base, model="lightgcn", seed=s, **{"recall@20": r, "ndcg@20": 0.09}) for s, r in ((1, 0.12), (2, 0.14))]
+    # a model the table has never seen (no name in leaderboard.NAMES: shown by its key)
+    new = [dict(base, model="itemknn", seed=s, **{"recall@20": r, "ndcg@20": 0.09}) for s, r in ((1, 0.12), (2, 0.14))]
     new += [dict(base, model="ldiffrec", item_emb="authors", seed=6, **{"recall@20": 0.17, "ndcg@20": 0.11})]
     new += [dict(base, model="tdiffrec", w_min=0.4, seed=1, **{"recall@20": 0.1999, "ndcg@20": 0.13})]
     table = _table(LINES + [json.dumps(x) for x in new], tmp_path)
-    gcn = _row(table, "ml-1m_clean", "LightGCN")
-    assert gcn[3] == "0.1300 ± 0.0141 / 0.0900 ± 0.0000" and gcn[4] == "2"
+    knn = _row(table, "ml-1m_clean", "itemknn")
+    assert knn[3] == "0.1300 ± 0.0141 / 0.0900 ± 0.0000" and knn[4] == "2"
     assert _row(table, "ml-1m_clean", "L-DiffRec, the authors' item embeddings")[4] == "6"     # a sixth seed joins
     assert _row(table, "ml-1m_clean", "L-DiffRec")[4] == "5"          # ours stays its own row
     # EASE on time-weighted rows is named as such, beside the plain EASE row
