@@ -98,7 +98,10 @@ def execute(notebook, out, parameters=None, timeout: float = DEFAULT_TIMEOUT,
             progress: bool = False) -> float:
     """Execute ``notebook`` with papermill into ``out``; return the wall time in seconds.
 
-    ``timeout`` bounds the *whole* notebook: each cell gets whatever time is left.
+    ``timeout`` bounds the *whole* notebook: each cell gets whatever time is left, and once
+    none is left no further cell is sent to the kernel (a TimeoutError naming the slowest
+    cells). A kernel shut down in the middle of a cell prints a ZMQ "Socket operation on
+    non-socket" traceback as it tries to answer: that follows a timeout, it does not cause one.
     Raises papermill's ``PapermillExecutionError`` (it names the failing cell) on error;
     the partly executed notebook is still written to ``out``.
     """
@@ -109,12 +112,36 @@ def execute(notebook, out, parameters=None, timeout: float = DEFAULT_TIMEOUT,
         raise FileNotFoundError(f"no notebook at {notebook}")
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    deadline = start + timeout
+    limit = _Deadline(timeout, start)
     pm.execute_notebook(
         str(notebook), str(out), parameters=dict(FAST_PARAMETERS if parameters is None else parameters),
         kernel_name="python3", cwd=str(notebook.parent.resolve()), progress_bar=progress,
-        timeout_func=lambda cell: _time_left(deadline, timeout))
+        timeout_func=limit.cell_timeout, on_cell_execute=limit.before_cell)
     return time.monotonic() - start
+
+
+class _Deadline:
+    """One time limit for a whole notebook: each cell may run for what is left
+    (``cell_timeout``, nbclient's ``timeout_func``), and no cell starts once none is left
+    (``before_cell``, its ``on_cell_execute`` hook), so the kernel is idle when it is shut down.
+    The error names the slowest cells so far."""
+
+    def __init__(self, timeout: float, start: float):
+        self.timeout, self.deadline = timeout, start + timeout
+        self.started: dict[int, float] = {}      # cell index -> when it was sent to the kernel
+
+    def cell_timeout(self, cell) -> float:
+        return _time_left(self.deadline, self.timeout)
+
+    def before_cell(self, cell, cell_index: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now >= self.deadline:
+            starts = list(self.started.values())
+            spent = {i: end - s for i, s, end in zip(self.started, starts, [*starts[1:], now])}
+            slowest = sorted(spent, key=spent.get, reverse=True)[:3]
+            raise TimeoutError(f"the notebook ran past its timeout of {self.timeout:g} s before cell "
+                               f"{cell_index}; slowest cells: " + ", ".join(f"{i} ({spent[i]:.0f} s)" for i in slowest))
+        self.started[cell_index] = now
 
 
 def _time_left(deadline: float, timeout: float) -> float:
