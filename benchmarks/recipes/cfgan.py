@@ -30,27 +30,20 @@ On the synthetic world: SYNTHETIC (a smaller G and D, the same kind of setting).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
-from pathlib import Path
-
-import torch
-
 from tutorial_lib.cli.recipes import CFGAN_BASE as BASE  # the settings (GRID entry 5: ML1M)
 from tutorial_lib.cli.recipes import CFGAN_ML1M as ML1M
 from tutorial_lib.cli.recipes import CFGAN_ML1M_TRAIN as ML1M_TRAIN
 from tutorial_lib.cli.recipes import CFGAN_SYNTHETIC as SYNTHETIC
 from tutorial_lib.cli.recipes import CFGAN_SYNTHETIC_TRAIN as SYNTHETIC_TRAIN
-from tutorial_lib.datasets import load_course_data
 from tutorial_lib.models.cfgan import CFGAN
 from tutorial_lib.train import fit
-from tutorial_lib.utils import device as pick_device
 from tutorial_lib.utils import seed_everything
 
-KEYS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+try:
+    from .tuning import curve_summary, main, recipe_line
+except ImportError:              # run as a script: python benchmarks/recipes/cfgan.py --grid ...
+    from tuning import curve_summary, main, recipe_line
+
 EPOCHS = 1000                          # an upper limit; early stopping ends far sooner
 GRID_EPOCHS = 30
 # (model settings, training settings) tried on ml-1m_clean validation
@@ -77,53 +70,18 @@ def run(data, model_cfg: dict, train_cfg: dict, *, seed: int, epochs: int, devic
 
 
 def summary(model, h) -> dict:
-    """What a line records beyond the test metrics: the selection, the curves, the time."""
-    return {"valid_recall@20": round(h.best_valid["recall@20"], 4), "best_epoch": h.best_epoch,
-            "epochs": h.epochs, "valid_curve": [round(m["recall@20"], 4) for _, m in h.valid],
-            "d_real_last": round(model.curves["d_real"][-1], 3),
-            "d_fake_last": round(model.curves["d_fake"][-1], 3),
-            "train_seconds": round(h.train_seconds, 2), "eval_seconds": round(h.eval_seconds, 2),
-            "seconds_per_epoch": round(h.seconds_per_epoch, 3)}
+    """What a line records beyond the test metrics: the selection, the curves, the time, and the
+    discriminator's last mean outputs on real and generated rows."""
+    return {**curve_summary(h), "d_real_last": round(model.curves["d_real"][-1], 3),
+            "d_fake_last": round(model.curves["d_fake"][-1], 3)}
 
 
 def cfgan(args) -> dict:
-    data = load_course_data(args.dataset, root=args.data_dir)[0]
-    synthetic = args.dataset == "synthetic"
-    model_cfg, train_cfg = (SYNTHETIC, SYNTHETIC_TRAIN) if synthetic else (ML1M, ML1M_TRAIN)
-    epochs = args.epochs or (2 if args.fast else EPOCHS)
-    model, h = run(data, model_cfg, train_cfg, seed=args.seed, epochs=epochs, device=args.device,
-                   eval_every=1 if args.fast else 5,
-                   progress=args.log_every or not args.no_progress)
-    return {"model": args.model, "dataset": args.dataset,
-            **{k: round(h.best_test[k], 4) for k in KEYS}, **summary(model, h),
-            "device": str(pick_device(args.device)), "seed": args.seed,
-            "cpu_seconds": round(time.process_time(), 1), "torch_threads": torch.get_num_threads(),
-            "load_average_1m": round(os.getloadavg()[0], 2)}
+    return recipe_line(args, run, summary, (ML1M, ML1M_TRAIN), (SYNTHETIC, SYNTHETIC_TRAIN), EPOCHS)
 
 
 RECIPES = {"cfgan": cfgan}
 
 
-def grid(out: Path, data_dir: str, entries=None, seed: int = 1) -> None:
-    """Append one JSON line per GRID entry (validation only is used to choose) to ``out``."""
-    data = load_course_data("ml-1m_clean", root=data_dir)[0]
-    for i in entries if entries is not None else range(len(GRID)):
-        model_cfg, train_cfg = GRID[i]
-        cpu = time.process_time()
-        model, h = run(data, model_cfg, train_cfg, seed=seed, epochs=GRID_EPOCHS)
-        line = {"entry": i, **{k: list(v) if isinstance(v, tuple) else v for k, v in model_cfg.items()},
-                **train_cfg, "seed": seed, **summary(model, h),
-                "test_recall@20": round(h.best_test["recall@20"], 4),
-                "cpu_seconds": round(time.process_time() - cpu, 1), "torch": torch.__version__}
-        with open(out, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
-
-
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="CFGAN's tuning grid on ml-1m_clean validation")
-    p.add_argument("--grid", type=Path, required=True, help="JSON lines file to append to")
-    p.add_argument("--entries", type=int, nargs="*", default=None, help="GRID indices (default all)")
-    p.add_argument("--data-dir", default=None, help="default: $TUTORIAL_DATA_DIR, else data")
-    a = p.parse_args()
-    sys.exit(grid(a.grid, a.data_dir, a.entries))
+    main("CFGAN", GRID, run, summary, GRID_EPOCHS)
