@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from tutorial_lib.analysis.robustness import inject_interactions, noise_robustness, relative_change
+from tutorial_lib.data import InteractionData
 from tutorial_lib.models.popularity import Popularity
 from tutorial_lib.synthetic import make_synthetic
 
@@ -109,3 +110,23 @@ def test_relative_change_by_hand():
         relative_change(results[results.share > 0])
     with pytest.raises(ValueError, match="no 'hr@10'"):
         relative_change(results, "hr@10")
+
+
+def test_mask_only_counts_what_removing_the_injected_items_alone_is_worth():
+    # two users, the same fixed ranking 1 > 2 > 3 > 4 (item 0 is both users' training click).
+    # user 0's answer is 4: outside the top 3 until an injected item (one of 1, 2, 3) is taken
+    # off the list; user 1's answer is 1: a hit either way. Recall@3 goes from 0.5 to 1: +100 %
+    from tutorial_lib.analysis.robustness import mask_only
+
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=np.float32))
+    test = sp.csr_matrix(np.array([[0, 0, 0, 0, 1], [0, 1, 0, 0, 0]], dtype=np.float32))
+    data = InteractionData(train, sp.csr_matrix((2, 5), dtype=np.float32), test)
+
+    class Fixed:
+        def score(self, data, users, split="test"):
+            return torch.tensor([[9.0, 4.0, 3.0, 2.0, 1.0]]).repeat(len(users), 1)
+
+    table = mask_only(data, {"fixed": Fixed()}, shares=(0.0, 1.0), seeds=(0, 1, 2), metric="recall@3")
+    assert table["mask_only_%"].tolist() == [0.0, 100.0]
+    per_seed = mask_only(data, {("fixed", 0): Fixed(), ("fixed", 1): Fixed()}, shares=(1.0,), metric="recall@3")
+    assert per_seed["mask_only_%"].tolist() == [100.0]
