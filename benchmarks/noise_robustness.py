@@ -9,6 +9,8 @@ clean. The models are the recipes of benchmarks/recipes/ (diffrec.py, cfgan.py, 
 their ML-1M settings (LightGCN's graph is built from the noisy training rows). Appends one JSON line per (share, model, seed) to ``--out`` as it goes; each
 line also holds the catalogue coverage@20 and the Gini index of exposure of the model's test
 top-20 lists (``tutorial_lib.beyond_accuracy``), which notebook 08's claim 4 reads.
+``--mask-only`` writes the control instead: one line per (model, share, seed) with
+``mask_only_%``, what taking the draw's injected items off a clean model's lists alone is worth.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from recipes.cfgan import ML1M, ML1M_TRAIN  # noqa: E402
 from recipes.diffrec import DIFFREC, EPOCHS, LAMBDAS, MULTIVAE, MULTIVAE_TRAIN  # noqa: E402
 from recipes.lightgcn import ML1M as LIGHTGCN, ML1M_TRAIN as LIGHTGCN_TRAIN  # noqa: E402
 from tutorial_lib import beyond_accuracy as ba  # noqa: E402
-from tutorial_lib.analysis.robustness import SHARES, noise_robustness  # noqa: E402
+from tutorial_lib.analysis.robustness import SHARES, mask_only, noise_robustness  # noqa: E402
 from tutorial_lib.datasets import load_course_data  # noqa: E402
 from tutorial_lib.models.cfgan import CFGAN  # noqa: E402
 from tutorial_lib.models.diffrec_fast import FastDiffRec  # noqa: E402
@@ -73,6 +75,9 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", default=None, help="default: $TUTORIAL_DATA_DIR, else data")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "noise_robustness.jsonl")
+    p.add_argument("--mask-only", action="store_true",
+                   help="instead, the mask confound alone (analysis.robustness.mask_only): each model trained "
+                        "once per seed on clean data, evaluated with each draw's injected items off its lists")
     args = p.parse_args(argv)
     data = load_course_data("ml-1m_clean", root=args.data_dir)[0]
     chosen = {k: v for k, v in trainers(args.device, args.epochs).items() if k in args.models}
@@ -86,6 +91,13 @@ def main(argv=None):
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)
 
+    if args.mask_only:
+        for seed in args.seed:
+            for name, train in chosen.items():
+                table = mask_only(data, {(name, seed): train(data, seed)}, shares=args.shares)
+                for row in table.to_dict(orient="records"):
+                    write({**row, "seed": seed, "control": "mask only"})
+        return None
     return noise_robustness(data, chosen, shares=args.shares, seeds=args.seed, callback=write,
                             measures=lists_measures)
 

@@ -47,8 +47,10 @@ CFGAN_SYNTHETIC_TRAIN = dict(lr=3e-3, batch_size=64)
 # (benchmarks/recipes/lightgcn.py; L-DiffRec's clusters use the short LIGHTGCN run above)
 LIGHTGCN_ML1M = dict(dim=64, layers=3, reg=1e-3)
 LIGHTGCN_ML1M_TRAIN = dict(lr=1e-2, batch_size=8192)
-LIGHTGCN_SYNTHETIC = dict(dim=32, layers=3, reg=1e-4)
-LIGHTGCN_SYNTHETIC_TRAIN = dict(lr=1e-2, batch_size=512)
+# small data: chosen on the clean synthetic world's validation split (notebook 08) over d 32 / 64,
+# reg 1e-4 / 1e-3, batch 512 / 2048, lr 1e-2 / 3e-2 (best: 0.4759 against 0.4555 to 0.4674)
+LIGHTGCN_SYNTHETIC = dict(dim=64, layers=3, reg=1e-3)
+LIGHTGCN_SYNTHETIC_TRAIN = dict(lr=1e-2, batch_size=2048)
 
 # ---- DiffuRec (Li, Sun & Li, TOIS 2023), SASRec, SeqDiffRec (Du et al.) on Amazon Beauty
 DIFFUREC = dict(hidden=128, max_len=50, n_blocks=4, heads=4, dropout=0.1, emb_dropout=0.3, T=32,
