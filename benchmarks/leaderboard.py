@@ -187,7 +187,7 @@ def plot(rows: list[dict], path=None):
                            zorder=3, label=name, facecolors="none" if marker == "o" else None)
         ax.set_yticks(list(y), [f"{r['name']} ({len(r['seeds'])})" for r in mine], fontsize=8)
         scale = " ×100" if "×100" in label else ""
-        ax.set(xlabel=f"test {label.split(' / ')[0]}{scale} (higher is better)", title=dataset)
+        ax.set(xlabel=f"test {label.split(' / ')[0]}{scale}\n(higher is better)", title=dataset)
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle("Leaderboard: test metric at the best validation epoch (seeds in brackets)")
