@@ -128,6 +128,10 @@ def test_no_cell_starts_after_the_deadline_and_the_error_names_the_slow_cells():
 def test_read_notebook_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no notebook"):
         read_notebook(tmp_path / "absent.ipynb")
+    old = tmp_path / "v3.ipynb"
+    old.write_text('{"nbformat": 3, "nbformat_minor": 0, "worksheets": []}')
+    with pytest.raises(ValueError, match="nbformat 3"):
+        read_notebook(old)
 
 
 def test_run_all_without_notebooks(capsys):
@@ -431,11 +435,16 @@ def test_records_08(notebook_durations):
     assert all(r["change_%"] == 0 for r in rec["robustness_synthetic"] if r["share"] == 0)
     # noise robustness: ML-1M's recorded results (benchmarks/noise_robustness.jsonl) decide 5a; the
     # research log's popular false positives, 5b (DiffRec -17.8 % against Mult-VAE's -13.0 % at 20 %)
-    assert "ML-1M" in verdicts["5a"]["data"] and "CFGAN 3, DiffRec 3, EASE 3, Mult-VAE 3" in verdicts["5a"]["data"]
-    assert verdicts["5a"]["verdict"] == "inconclusive" and "DiffRec -2.5 %, EASE -1.1 %" in verdicts["5a"]["number"]
+    # 5a reads the net change (the mask-only control taken out) once every model has the control
+    assert "ML-1M" in verdicts["5a"]["data"] and "CFGAN 3, DiffRec 3, EASE 3, LightGCN 3, Mult-VAE 3" in verdicts["5a"]["data"]
+    assert verdicts["5a"]["number"].startswith("net change")
+    assert verdicts["5a"]["verdict"] == "inconclusive" and "DiffRec -2.8 %, EASE -1.3 %" in verdicts["5a"]["number"]
+    ml1m_noise = {(r["model"], r["share"]): r for r in rec["robustness_ml1m"]}
+    assert all(0 <= ml1m_noise[(m, 0.4)]["mask_only_%"] < 1 for m in ("DiffRec", "EASE", "LightGCN", "Mult-VAE", "CFGAN"))
     # claim 4 on ML-1M's recorded clean runs (3 seeds; Mult-VAE 2): CFGAN's lists concentrate, Mult-VAE's spread
     exposure = rec["exposure_ml1m"]
-    assert exposure["CFGAN"]["coverage"] < exposure["DiffRec"]["coverage"] < exposure["Mult-VAE"]["coverage"]
+    assert exposure["CFGAN"]["coverage"] < exposure["DiffRec"]["coverage"] < exposure["LightGCN"]["coverage"] \
+        < exposure["Mult-VAE"]["coverage"]
     assert verdicts["4a"]["verdict"] == "supported" and verdicts["4b"]["verdict"] == "contradicted"
     assert "ML-1M" in verdicts["4a"]["data"] and "ML-1M" in verdicts["4b"]["data"]
     assert verdicts["5b"]["verdict"] == "contradicted" and "DiffRec -17.8 %" in verdicts["5b"]["number"]

@@ -85,6 +85,34 @@ def test_keep_models_and_callback(world):
         noise_robustness(world, {})
 
 
+def test_parallel_runs_give_the_numbers_of_the_sequential_loop(world):
+    """n_jobs=2 trains in two processes: a closure trainer (as a notebook defines one) travels
+    there, each run seeds itself, and the rows come back in the loop's order with its numbers."""
+    from tutorial_lib.models.multivae import MultiVAE
+    from tutorial_lib.train import fit
+    from tutorial_lib.utils import seed_everything
+
+    epochs = 3
+
+    def vae(data, seed):
+        seed_everything(seed)
+        model = MultiVAE(data.n_items, hidden=(16,), latent=8)
+        fit(model, data, epochs=epochs, batch_size=40, lr=1e-2, optimizer="adam", seed=seed, progress=False)
+        return model
+
+    trainers = {"vae": vae, "pop": lambda d, s: Popularity().fit(d)}
+    args = dict(shares=(0.0, 0.4), seeds=(0, 1), keep_models=True)
+    one, models_one = noise_robustness(world, trainers, **args)
+    two, models_two = noise_robustness(world, trainers, n_jobs=2, **args)
+    metrics = [c for c in one.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(one[metrics], two[metrics])
+    assert one.loc[one.model == "vae", "recall@20"].nunique() > 1          # the runs differ from each other
+    assert set(models_two) == set(models_one) and isinstance(models_two[("vae", 0.4, 1)], MultiVAE)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="n_jobs"):
+            noise_robustness(world, trainers, n_jobs=bad)
+
+
 def test_measures_add_columns_from_the_model_trained_on_the_noisy_data(world):
     seen = []
 

@@ -76,16 +76,19 @@ def record(name: str, value) -> None:
 
 
 def read_notebook(path) -> dict:
-    """Return ``{name: value}`` for every ``record`` in an executed notebook (last one wins)."""
-    import nbformat
+    """Return ``{name: value}`` for every ``record`` in an executed notebook (last one wins).
 
+    Reads the file as the JSON it is (nbformat 4), without nbformat's schema validation, whose
+    first import costs more than a second inside a notebook."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}")
-    nb = nbformat.read(path, as_version=4)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    if nb.get("nbformat", 0) < 4:
+        raise ValueError(f"{path} is nbformat {nb.get('nbformat')}; read_notebook needs version 4")
     records = {}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
             payload = out.get("data", {}).get(RECORD_MIME)
             if payload is not None:
                 payload = json.loads(payload if isinstance(payload, str) else "".join(payload))

@@ -81,7 +81,7 @@ Trainer = Callable[[InteractionData, int], object]     # (data, seed) -> a model
 def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], shares: Sequence[float] = SHARES,
                      seeds: Sequence[int] = (0,), ks: Sequence[int] = (10, 20), keep_models: bool = False,
                      progress: bool = False, callback: Callable[[dict], None] | None = None,
-                     measures: Callable[[object, InteractionData], dict] | None = None):
+                     measures: Callable[[object, InteractionData], dict] | None = None, n_jobs: int = 1):
     """Train every model on ``data`` with each injected share; evaluate on the clean test split.
 
     trainers: ``{name: trainer(noisy_data, seed) -> model}``, the model fitted (early stopping
@@ -92,32 +92,51 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
     model}``. ``callback(row)`` is called with each row as soon as it is made (e.g. to append it
     to a file during a long run). ``measures(model, noisy_data) -> {name: number}`` adds
     columns to each row (e.g. coverage of the test lists, ``beyond_accuracy``).
+
+    n_jobs: runs trained at once, each in its own process (joblib's loky backend, one thread
+    each); every run seeds itself, so the numbers are those of ``n_jobs=1``. Worth it for
+    many small runs on a multi-core CPU; each process starts by importing torch (seconds).
     """
     if not trainers:
         raise ValueError("trainers is empty: pass {name: trainer(data, seed) -> model}")
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
     shares = [_check_share(s) for s in shares]
-    rows, models = [], {}
+    runs = []                                                     # (share, seed, name, noisy data, injected)
     for share in shares:
         for seed in seeds:
             noisy, injected = inject_interactions(data, share, seed=seed)
-            for name, train in trainers.items():
-                start = time.perf_counter()
-                model = train(noisy, seed)
-                test = evaluate(lambda u, m=model: m.score(noisy, u, "test"), noisy, "test", ks=ks)
-                rows.append({"model": name, "share": share, "seed": seed, "injected": injected.nnz,
-                             **{k: v for k, v in test.items() if k != "n_users"},
-                             "seconds": time.perf_counter() - start})
-                if measures is not None:
-                    rows[-1].update(measures(model, noisy))
-                if callback is not None:
-                    callback(rows[-1])
-                if progress:
-                    print(f"share {share:.0%}  seed {seed}  {name:12s} recall@{max(ks)} "
-                          f"{test[f'recall@{max(ks)}']:.4f}  ({rows[-1]['seconds']:.1f} s)", flush=True)
-                if keep_models:
-                    models[(name, share, seed)] = model
+            runs += [(share, seed, name, noisy, injected.nnz) for name in trainers]
+    jobs = ((trainers[name], noisy, seed, ks, measures) for _, seed, name, noisy, _ in runs)
+    if n_jobs == 1:
+        done = map(lambda job: _train_and_test(*job), jobs)
+    else:
+        from joblib import Parallel, delayed
+        done = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_train_and_test)(*job) for job in jobs)
+    rows, models = [], {}
+    for (share, seed, name, _, injected), (model, row) in zip(runs, done):
+        rows.append({"model": name, "share": share, "seed": seed, "injected": injected, **row})
+        if callback is not None:
+            callback(rows[-1])
+        if progress:
+            print(f"share {share:.0%}  seed {seed}  {name:12s} recall@{max(ks)} "
+                  f"{row[f'recall@{max(ks)}']:.4f}  ({row['seconds']:.1f} s)", flush=True)
+        if keep_models:
+            models[(name, share, seed)] = model
     table = pd.DataFrame(rows)
     return (table, models) if keep_models else table
+
+
+def _train_and_test(train: Trainer, noisy: InteractionData, seed: int, ks, measures) -> tuple[object, dict]:
+    """One run: the model ``train(noisy, seed)`` and its row (test metrics, seconds, measures)."""
+    start = time.perf_counter()
+    model = train(noisy, seed)
+    test = evaluate(lambda u: model.score(noisy, u, "test"), noisy, "test", ks=ks)
+    row = {k: v for k, v in test.items() if k != "n_users"}
+    row["seconds"] = time.perf_counter() - start
+    if measures is not None:
+        row.update(measures(model, noisy))
+    return model, row
 
 
 def relative_change(results: pd.DataFrame, metric: str = "recall@20") -> pd.DataFrame:
