@@ -11,6 +11,8 @@ line also holds the catalogue coverage@20 and the Gini index of exposure of the 
 top-20 lists (``tutorial_lib.beyond_accuracy``), which notebook 08's claim 4 reads.
 ``--mask-only`` writes the control instead: one line per (model, share, seed) with
 ``mask_only_%``, what taking the draw's injected items off a clean model's lists alone is worth.
+The recorded LightGCN lines ran with ``--epochs 150`` (each line records ``max_epochs``): a CPU
+budget, at or above where its clean recipe runs stop (epochs 50 to 155).
 """
 from __future__ import annotations
 
