@@ -12,7 +12,7 @@ top-20 lists (``tutorial_lib.beyond_accuracy``), which notebook 08's claim 4 rea
 ``--mask-only`` writes the control instead: one line per (model, share, seed) with
 ``mask_only_%``, what taking the draw's injected items off a clean model's lists alone is worth.
 The recorded LightGCN lines ran with ``--epochs 150`` (each line records ``max_epochs``): a CPU
-budget, at or above where its clean recipe runs stop (epochs 50 to 155).
+budget near the clean recipe runs' best epochs (50 to 155 over five seeds).
 """
 from __future__ import annotations
 
