@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from itertools import starmap
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ def noise_robustness(data: InteractionData, trainers: Mapping[str, Trainer], sha
             runs += [(share, seed, name, noisy, injected.nnz) for name in trainers]
     jobs = ((trainers[name], noisy, seed, ks, measures) for _, seed, name, noisy, _ in runs)
     if n_jobs == 1:
-        done = map(lambda job: _train_and_test(*job), jobs)
+        done = starmap(_train_and_test, jobs)
     else:
         from joblib import Parallel, delayed
         done = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_train_and_test)(*job) for job in jobs)
